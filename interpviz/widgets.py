@@ -1,0 +1,88 @@
+"""ipywidgets explorers for the notebooks; each caches its results so moving back to a setting is instant."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+from IPython.display import display
+from PIL import Image
+
+from interpviz.activations import ChannelMaxima, channel_maxima, feature_maps
+from interpviz.data import ImageSet
+from interpviz.models.zoo import LoadedModel
+from interpviz.plotting import dataset_examples_figure
+
+
+class FeatureExplorer:
+    """Layer dropdown and channel slider showing one photo's feature map and the channel's top patches."""
+
+    def __init__(self, model: LoadedModel, photo: Image.Image, patches: ImageSet,
+                 layers: Sequence[str] | None = None, top_k: int = 8):
+        self.model, self.photo, self.patches, self.top_k = model, photo, patches, top_k
+        self._maxima: dict[str, ChannelMaxima] = {}
+        self._maps = {}
+        names = list(layers) if layers is not None else model.main_layers
+        self.layer = widgets.Dropdown(options=names, value=names[0], description="layer")
+        self.channel = widgets.IntSlider(min=0, max=model.layer(names[0]).channels - 1, value=0,
+                                         description="channel", continuous_update=False)
+        self.info = widgets.HTML()
+        self.output = widgets.Output()
+        self.layer.observe(self._on_layer, names="value")
+        self.channel.observe(lambda change: self.redraw(), names="value")
+        self.widget = widgets.VBox([widgets.HBox([self.layer, self.channel]), self.info, self.output])
+
+    def maxima(self, layer: str) -> ChannelMaxima:
+        """Channel maxima of ``layer`` over the patch set, computed once and then cached."""
+        if layer not in self._maxima:
+            self._maxima[layer] = channel_maxima(self.model, self.patches, layer, progress=False)
+        return self._maxima[layer]
+
+    def photo_maps(self, layer: str):
+        """The photo's feature maps at ``layer``, computed once and then cached."""
+        if layer not in self._maps:
+            self._maps[layer] = feature_maps(self.model, self.photo, layer)
+        return self._maps[layer]
+
+    def _on_layer(self, change) -> None:
+        channels = self.model.layer(change["new"]).channels
+        with self.channel.hold_trait_notifications():
+            self.channel.value = min(self.channel.value, channels - 1)
+            self.channel.max = channels - 1
+        self.redraw()
+
+    def redraw(self) -> None:
+        """Draw the feature map and the top patches for the current layer and channel."""
+        layer, channel = self.layer.value, self.channel.value
+        maps = self.photo_maps(layer)
+        self.info.value = (f"<b>{layer}</b>: {maps.shape[0]} channels at "
+                           f"{'x'.join(map(str, maps.shape[1:])) or '1'} resolution")
+        with self.output:
+            self.output.clear_output(wait=True)
+            figure, axes = plt.subplots(1, 2, figsize=(7, 3.2))
+            axes[0].imshow(self.photo)
+            axes[0].set_title("photo")
+            shown = maps[channel] if maps.ndim == 3 else maps[channel].view(1, 1)
+            image = axes[1].imshow(shown.numpy(), cmap="viridis")
+            axes[1].set_title(f"channel {channel} feature map")
+            figure.colorbar(image, ax=axes[1], fraction=0.046)
+            for axis in axes:
+                axis.axis("off")
+            examples = dataset_examples_figure(self.patches, self.maxima(layer), channel, k=self.top_k)
+            for shown_figure in (figure, examples):
+                display(shown_figure)
+                plt.close(shown_figure)
+
+    def show(self) -> widgets.VBox:
+        """Draw once and return the widget for display."""
+        self.redraw()
+        return self.widget
+
+
+def feature_explorer(model: LoadedModel, photo: Image.Image, patches: ImageSet,
+                     layers: Sequence[str] | None = None, top_k: int = 8) -> FeatureExplorer:
+    """Build and display a FeatureExplorer; returns it so a notebook (or a test) can drive its controls."""
+    explorer = FeatureExplorer(model, photo, patches, layers, top_k)
+    display(explorer.show())
+    return explorer
