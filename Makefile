@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lab: $(STAMP)  ## start JupyterLab on the course notebooks
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: $(STAMP)  ## the whole suite, notebooks included, offline and in fast mode (what CI runs)
 	INTERPVIZ_FAST=1 INTERPVIZ_OFFLINE=1 MPLBACKEND=Agg $(BIN)/python -m pytest
