@@ -81,6 +81,7 @@ class ModelSpec:
     preprocess: Preprocessing
     main_layers: Callable[[nn.Module], list[str]]
     layer_aliases: Callable[[nn.Module], dict[str, str]] = lambda module: {}
+    logits_layer: str = "fc"
 
 
 def imagenet_class_names() -> list[str]:
@@ -204,12 +205,14 @@ ZOO: dict[str, ModelSpec] = {
         preprocess=_imagenet_preprocessing(),
         main_layers=lambda module: list(ALEXNET_CONV_NAMES),
         layer_aliases=lambda module: _conv_relu_aliases(module, ALEXNET_CONV_NAMES),
+        logits_layer="classifier.6",
     ),
     "vgg16": ModelSpec(
         build=_torchvision_builder("vgg16"),
         preprocess=_imagenet_preprocessing(),
         main_layers=lambda module: list(VGG16_CONV_NAMES),
         layer_aliases=lambda module: _conv_relu_aliases(module, VGG16_CONV_NAMES),
+        logits_layer="classifier.6",
     ),
 }
 
@@ -239,6 +242,6 @@ def load(name: str, pretrained: bool = True, device: torch.device | str | None =
         class_names=imagenet_class_names(),
         device=target,
         pretrained=pretrained,
-        layer_aliases=spec.layer_aliases(module),
+        layer_aliases={**spec.layer_aliases(module), "logits": spec.logits_layer},
         main_layers=spec.main_layers(module),
     )
