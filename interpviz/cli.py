@@ -1,4 +1,4 @@
-"""Command line: ``interpviz doctor`` reports what works offline; ``interpviz book`` renders the course to HTML."""
+"""Command line: ``doctor`` (what works offline), ``render`` and ``grid`` (feature visualizations), ``book``."""
 
 from __future__ import annotations
 
@@ -88,6 +88,68 @@ def build_book(notebooks: Path, out: Path, timeout: int = 1800) -> int:
     return 0
 
 
+def parse_channels(text: str) -> list[int]:
+    """Parse a channel list such as ``0-15`` or ``1,3,8-10`` into ``[1, 3, 8, 9, 10]``."""
+    channels: list[int] = []
+    try:
+        for part in text.split(","):
+            first, _, last = part.strip().partition("-")
+            start = int(first)
+            stop = int(last) if last else start
+            if stop < start:
+                raise ValueError
+            channels.extend(range(start, stop + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad channel list {text!r}; write e.g. 0-15 or 1,3,8-10") from None
+    return channels
+
+
+def parse_unit(text: str) -> tuple[str, int]:
+    """Parse ``LAYER:CHANNEL`` (e.g. ``blocks.6:3``)."""
+    layer, _, channel = text.rpartition(":")
+    if not layer or not channel.isdigit():
+        raise argparse.ArgumentTypeError(f"bad unit {text!r}; write LAYER:CHANNEL, e.g. blocks.6:3")
+    return layer, int(channel)
+
+
+def render_command(arguments: argparse.Namespace) -> int:
+    """Render one channel (or its negation) and save it as a PNG."""
+    from interpviz import models
+    from interpviz.optvis import channel_objective, render
+
+    model = models.load(arguments.model)
+    layer, channel = arguments.unit
+    model.layer(layer).check_channel(channel)
+    objective = channel_objective(layer, channel)
+    result = render(model, -objective if arguments.negative else objective, size=arguments.size,
+                    steps=arguments.steps, seed=arguments.seed)
+    result.pil[0].save(arguments.output)
+    print(f"{objective.description}{' (negated)' if arguments.negative else ''}: "
+          f"final value {float(result.final_scores[0]):.3f}; wrote {arguments.output}")
+    return 0
+
+
+def grid_command(arguments: argparse.Namespace) -> int:
+    """Render several channels of one layer as one batch and save them tiled in one PNG."""
+    from interpviz import models
+    from interpviz.images import tile
+    from interpviz.optvis import recipes
+
+    model = models.load(arguments.model)
+    result = recipes.channel_grid(model, arguments.layer, arguments.channels, size=arguments.size,
+                                  steps=arguments.steps, seed=arguments.seed)
+    tile(result.images, columns=arguments.columns).save(arguments.output)
+    print(f"{len(arguments.channels)} channels of {arguments.layer}; wrote {arguments.output}")
+    return 0
+
+
+def _add_render_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size", type=int, default=128, help="image size in pixels (default 128)")
+    parser.add_argument("--steps", type=int, default=256, help="optimization steps (default 256)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``interpviz`` command."""
     parser = argparse.ArgumentParser(prog="interpviz", description=__doc__)
@@ -96,10 +158,29 @@ def main(argv: list[str] | None = None) -> int:
     book = commands.add_parser("book", help="execute the notebooks and write HTML pages plus index.html")
     book.add_argument("--notebooks", type=Path, default=Path("notebooks"))
     book.add_argument("--out", type=Path, default=Path("build/book"))
+    render_parser = commands.add_parser("render", help="feature visualization of one channel, saved as PNG")
+    render_parser.add_argument("model", help="zoo model, e.g. efficientnet_lite0")
+    render_parser.add_argument("unit", type=parse_unit, help="LAYER:CHANNEL, e.g. blocks.6:3")
+    render_parser.add_argument("--negative", action="store_true", help="minimize the channel instead")
+    _add_render_options(render_parser)
+    grid_parser = commands.add_parser("grid", help="feature visualizations of many channels, tiled in one PNG")
+    grid_parser.add_argument("model", help="zoo model, e.g. efficientnet_lite0")
+    grid_parser.add_argument("layer", help="layer name, e.g. blocks.6")
+    grid_parser.add_argument("--channels", type=parse_channels, default=list(range(16)), help="e.g. 0-15 or 1,3,8-10")
+    grid_parser.add_argument("--columns", type=int, default=8, help="images per row (default 8)")
+    _add_render_options(grid_parser)
     arguments = parser.parse_args(argv)
-    if arguments.command == "doctor":
-        return doctor()
-    return build_book(arguments.notebooks, arguments.out)
+    commands_by_name = {
+        "doctor": lambda: doctor(),
+        "book": lambda: build_book(arguments.notebooks, arguments.out),
+        "render": lambda: render_command(arguments),
+        "grid": lambda: grid_command(arguments),
+    }
+    try:
+        return commands_by_name[arguments.command]()
+    except (ValueError, IndexError, FileNotFoundError) as error:
+        print(f"interpviz {arguments.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

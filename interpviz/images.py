@@ -70,3 +70,15 @@ def to_pil(image: torch.Tensor | np.ndarray) -> Image.Image:
         array = image.detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
         return Image.fromarray(array)
     return Image.fromarray(as_rgb_array(image))
+
+
+def tile(images: torch.Tensor, columns: int = 8, gap: int = 2) -> Image.Image:
+    """Lay a (N, 3, H, W) batch in [0, 1] out as one PIL image, ``columns`` wide, with white gaps."""
+    count, _, height, width = images.shape
+    columns = max(1, min(columns, count))
+    rows = -(-count // columns)
+    sheet = Image.new("RGB", (columns * width + (columns - 1) * gap, rows * height + (rows - 1) * gap), "white")
+    for index, image in enumerate(images):
+        row, col = divmod(index, columns)
+        sheet.paste(to_pil(image), (col * (width + gap), row * (height + gap)))
+    return sheet

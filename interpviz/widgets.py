@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Sequence
 
 import ipywidgets as widgets
@@ -11,7 +12,10 @@ from PIL import Image
 
 from interpviz.activations import ChannelMaxima, channel_maxima, feature_maps
 from interpviz.data import ImageSet
+from interpviz.images import to_pil
 from interpviz.models.zoo import LoadedModel
+from interpviz.optvis.objectives import Objective, channel_objective, layer_objective, neuron_objective
+from interpviz.optvis.render import RenderResult, render
 from interpviz.plotting import dataset_examples_figure
 
 
@@ -86,3 +90,78 @@ def feature_explorer(model: LoadedModel, photo: Image.Image, patches: ImageSet,
     explorer = FeatureExplorer(model, photo, patches, layers, top_k)
     display(explorer.show())
     return explorer
+
+
+def png_bytes(image: Image.Image, scale: int = 2) -> bytes:
+    """PNG encoding of a PIL image, enlarged ``scale`` times with nearest-neighbour, for widgets.Image."""
+    buffer = io.BytesIO()
+    image.resize((image.width * scale, image.height * scale), Image.NEAREST).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+UNIT_KINDS = ("channel", "neuron", "layer (DeepDream)", "negative channel")
+
+
+def unit_objective(kind: str, layer: str, channel: int) -> Objective:
+    """The objective a widget's 'kind' dropdown names, for one layer and channel."""
+    if kind == "channel":
+        return channel_objective(layer, channel)
+    if kind == "neuron":
+        return neuron_objective(layer, channel)
+    if kind == "layer (DeepDream)":
+        return layer_objective(layer)
+    if kind == "negative channel":
+        return -channel_objective(layer, channel)
+    raise ValueError(f"unknown unit kind {kind!r}; choose one of {', '.join(UNIT_KINDS)}")
+
+
+class RenderExplorer:
+    """Layer, channel, objective kind and steps; renders live (the image updates as it forms), cached."""
+
+    def __init__(self, model: LoadedModel, layers: Sequence[str] | None = None, size: int = 128,
+                 steps: int = 128, max_steps: int = 512, update_every: int = 8):
+        self.model, self.size, self.update_every = model, size, update_every
+        self.cache: dict[tuple, RenderResult] = {}
+        names = list(layers) if layers is not None else model.main_layers
+        self.layer = widgets.Dropdown(options=names, value=names[len(names) // 2], description="layer")
+        self.channel = widgets.IntSlider(min=0, max=model.layer(self.layer.value).channels - 1,
+                                         description="channel", continuous_update=False)
+        self.kind = widgets.Dropdown(options=UNIT_KINDS, value="channel", description="objective")
+        self.steps = widgets.IntSlider(value=steps, min=8, max=max_steps, step=8, description="steps",
+                                       continuous_update=False)
+        self.image = widgets.Image(format="png")
+        self.status = widgets.HTML()
+        self.layer.observe(self._on_layer, names="value")
+        for control in (self.channel, self.kind, self.steps):
+            control.observe(lambda change: self.redraw(), names="value")
+        controls = widgets.VBox([self.layer, self.channel, self.kind, self.steps])
+        self.widget = widgets.HBox([controls, widgets.VBox([self.image, self.status])])
+
+    def _on_layer(self, change) -> None:
+        channels = self.model.layer(change["new"]).channels
+        with self.channel.hold_trait_notifications():
+            self.channel.value = min(self.channel.value, channels - 1)
+            self.channel.max = channels - 1
+        self.redraw()
+
+    def _show_progress(self, step: int, images, value: float) -> None:
+        if step % self.update_every == 0:
+            self.image.value = png_bytes(to_pil(images[0].cpu()))
+            self.status.value = f"step {step}/{self.steps.value}: objective {value:.2f}"
+
+    def redraw(self) -> RenderResult:
+        """Render (or fetch from the cache) the current setting and show it."""
+        key = (self.layer.value, self.channel.value, self.kind.value, self.steps.value)
+        objective = unit_objective(self.kind.value, self.layer.value, self.channel.value)
+        if key not in self.cache:
+            self.cache[key] = render(self.model, objective, size=self.size, steps=self.steps.value,
+                                     progress=False, callback=self._show_progress)
+        result = self.cache[key]
+        self.image.value = png_bytes(result.pil[0])
+        self.status.value = f"{objective.description}: final value {float(result.final_scores[0]):.2f}"
+        return result
+
+    def show(self) -> widgets.HBox:
+        """Render once and return the widget for display."""
+        self.redraw()
+        return self.widget

@@ -30,3 +30,44 @@ def test_book_executes_notebooks_and_writes_an_index(tmp_path):
 def test_book_without_chapters_fails(tmp_path, capsys):
     assert cli.main(["book", "--notebooks", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "no chapter notebooks" in capsys.readouterr().err
+
+
+def test_render_writes_a_png(tmp_path, capsys):
+    from PIL import Image
+
+    out = tmp_path / "unit.png"
+    assert cli.main(["render", "efficientnet_lite0", "blocks.3:2", "--size", "40", "--steps", "3", "-o", str(out)]) == 0
+    assert Image.open(out).size == (40, 40)
+    assert "channel blocks.3[2]" in capsys.readouterr().out
+
+
+def test_grid_writes_a_tiled_png(tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "grid.png"
+    arguments = ["grid", "efficientnet_lite0", "blocks.2", "--channels", "0-2,5", "--columns", "2",
+                 "--size", "20", "--steps", "2", "-o", str(out)]
+    assert cli.main(arguments) == 0
+    assert Image.open(out).size == (2 * 20 + 2, 2 * 20 + 2)
+
+
+def test_render_errors_are_one_clear_line(tmp_path, capsys):
+    out = str(tmp_path / "x.png")
+    assert cli.main(["render", "efficientnet_lite0", "blokcs.3:2", "-o", out]) == 2
+    assert "closest valid names: blocks.3" in capsys.readouterr().err
+    assert cli.main(["grid", "efficientnet_lite0", "blocks.2", "--channels", "20-30", "-o", out]) == 2
+    assert "use 0 .. 23" in capsys.readouterr().err
+
+
+def test_channel_and_unit_parsing():
+    import argparse
+
+    import pytest
+
+    assert cli.parse_channels("1,3,8-10") == [1, 3, 8, 9, 10]
+    assert cli.parse_unit("blocks.6:3") == ("blocks.6", 3)
+    for bad in ("5-a", "3-1", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli.parse_channels(bad)
+    with pytest.raises(argparse.ArgumentTypeError, match="LAYER:CHANNEL"):
+        cli.parse_unit("blocks.6")

@@ -45,7 +45,7 @@ def random_directions(model: LoadedModel, layer: str, count: int = 4, seed: int 
     return render(model, objective, batch=count, **render_options)
 
 
-def diverse_batch(model: LoadedModel, layer: str, channel: int, count: int = 4, diversity: float = 1e3,
+def diverse_batch(model: LoadedModel, layer: str, channel: int, count: int = 4, diversity: float = 30.0,
                   diversity_layer: str | None = None, **render_options) -> RenderResult:
     """``count`` images that all maximize one channel but are pushed apart by a diversity term."""
     model.layer(layer).check_channel(channel)
