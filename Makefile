@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.interpviz-installed
 
-.PHONY: lab test book doctor clean
+.PHONY: lab test book doctor bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ test: $(STAMP)  ## the whole suite, notebooks included, offline and in fast mode
 
 book: $(STAMP)  ## execute every notebook in full and write HTML pages plus index.html to build/book/
 	MPLBACKEND=Agg $(BIN)/interpviz book --notebooks notebooks --out build/book
+
+bench: $(STAMP)  ## timing scripts (installs torch-lucent, the comparison baseline, into .venv)
+	$(BIN)/python -m pip install -e ".[dev,bench]"
+	$(BIN)/python benchmarks/forward_to.py
+	$(BIN)/python benchmarks/optvis_vs_lucent.py
 
 doctor: $(STAMP)  ## which weights and data this machine has
 	$(BIN)/interpviz doctor

@@ -15,6 +15,8 @@ from interpviz.data import ImageSet
 from interpviz.images import to_pil
 from interpviz.models.zoo import LoadedModel
 from interpviz.optvis.objectives import Objective, channel_objective, layer_objective, neuron_objective
+from interpviz.optvis.prior import DenoisingAutoencoder
+from interpviz.optvis.regularization import Regularization, render_regularized
 from interpviz.optvis.render import RenderResult, render
 from interpviz.plotting import dataset_examples_figure
 
@@ -163,5 +165,77 @@ class RenderExplorer:
 
     def show(self) -> widgets.HBox:
         """Render once and return the widget for display."""
+        self.redraw()
+        return self.widget
+
+
+class RegularizationExplorer:
+    """One slider per regularizer strength and toggles for the parameterization; the regularized render is
+    shown beside the unregularized one, with the unit's activation under each (results cached)."""
+
+    def __init__(self, model: LoadedModel, unit: Objective, denoiser: DenoisingAutoencoder | None = None,
+                 size: int = 128, steps: int = 128):
+        self.model, self.unit, self.denoiser, self.size, self.steps = model, unit, denoiser, size, steps
+        self.cache: dict[Regularization, RenderResult] = {}
+
+        def log_slider(name: str, maximum_power: int) -> widgets.FloatLogSlider:
+            return widgets.FloatLogSlider(value=10 ** (maximum_power - 4), base=10, min=maximum_power - 4,
+                                          max=maximum_power, description=name, continuous_update=False)
+
+        self.switches = {name: widgets.Checkbox(value=False, description=f"use {name}", indent=False)
+                         for name in ("frequency", "total_variation", "l1", "blur", "denoiser")}
+        self.strengths = {
+            "frequency": log_slider("frequency", 4),
+            "total_variation": log_slider("total var.", 3),
+            "l1": log_slider("L1", 3),
+            "blur": log_slider("blur", 4),
+            "denoiser": log_slider("denoiser", 4),
+        }
+        self.jitter = widgets.IntSlider(value=0, min=0, max=16, description="jitter px", continuous_update=False)
+        self.rotate = widgets.FloatSlider(value=0, min=0, max=30, step=1, description="rotate deg",
+                                          continuous_update=False)
+        self.scale = widgets.FloatSlider(value=0, min=0, max=0.3, step=0.02, description="scale +-",
+                                         continuous_update=False)
+        self.fourier = widgets.Checkbox(value=False, description="Fourier parameterization", indent=False)
+        self.decorrelate = widgets.Checkbox(value=False, description="decorrelate colours", indent=False)
+        self.latent = widgets.Checkbox(value=False, description="denoiser latent", indent=False,
+                                       disabled=denoiser is None)
+        self.switches["denoiser"].disabled = denoiser is None
+        self.baseline_image, self.current_image = widgets.Image(format="png"), widgets.Image(format="png")
+        self.baseline_label, self.current_label = widgets.HTML(), widgets.HTML()
+        controls = [self.jitter, self.rotate, self.scale]
+        controls += [widgets.HBox([self.switches[name], self.strengths[name]]) for name in self.strengths]
+        controls += [self.fourier, self.decorrelate, self.latent]
+        for control in [self.jitter, self.rotate, self.scale, self.fourier, self.decorrelate, self.latent,
+                        *self.switches.values(), *self.strengths.values()]:
+            control.observe(lambda change: self.redraw(), names="value")
+        pictures = widgets.HBox([widgets.VBox([self.baseline_image, self.baseline_label]),
+                                 widgets.VBox([self.current_image, self.current_label])])
+        self.widget = widgets.HBox([widgets.VBox(controls), pictures])
+
+    def settings(self) -> Regularization:
+        """The Regularization that the controls describe now."""
+        strength = {name: self.strengths[name].value if self.switches[name].value else 0.0 for name in self.strengths}
+        return Regularization(jitter=self.jitter.value, rotate_degrees=self.rotate.value,
+                              scale_spread=self.scale.value, fourier=self.fourier.value,
+                              decorrelate=self.decorrelate.value, latent=self.latent.value, **strength)
+
+    def result(self, settings: Regularization) -> RenderResult:
+        """Render under ``settings``, once; later calls come from the cache."""
+        if settings not in self.cache:
+            self.cache[settings] = render_regularized(self.model, self.unit, settings, self.denoiser,
+                                                      size=self.size, steps=self.steps, progress=False)
+        return self.cache[settings]
+
+    def redraw(self) -> None:
+        """Show the baseline and the current settings side by side, activation under each."""
+        for settings, image, label in ((Regularization(), self.baseline_image, self.baseline_label),
+                                       (self.settings(), self.current_image, self.current_label)):
+            result = self.result(settings)
+            image.value = png_bytes(result.pil[0])
+            label.value = f"{settings.label()}<br><b>activation {float(result.final_scores[0]):.2f}</b>"
+
+    def show(self) -> widgets.HBox:
+        """Draw once and return the widget for display."""
         self.redraw()
         return self.widget

@@ -39,3 +39,49 @@ def test_results_are_cached_per_layer(explorer, monkeypatch):
     explorer.layer.value = "stem"
     explorer.layer.value = "blocks.5"
     assert calls == ["stem", "blocks.5"]
+
+
+def test_render_explorer_renders_live_and_caches(lite0, monkeypatch):
+    from interpviz.widgets import RenderExplorer
+
+    explorer = RenderExplorer(lite0, layers=["blocks.1", "blocks.4", "blocks.6"], size=32, steps=8, update_every=4)
+    assert explorer.layer.value == "blocks.4"
+    explorer.show()
+    assert bytes(explorer.image.value).startswith(b"\x89PNG")
+    assert "final value" in explorer.status.value
+    calls = []
+    real = interp_widgets.render
+    monkeypatch.setattr(interp_widgets, "render", lambda *a, **k: calls.append(a[1].description) or real(*a, **k))
+    explorer.kind.value = "negative channel"
+    explorer.kind.value = "channel"
+    explorer.layer.value = "blocks.1"
+    assert explorer.channel.max == lite0.layer("blocks.1").channels - 1
+    assert calls == ["-(channel blocks.4[0])", "channel blocks.1[0]"]
+
+
+def test_unit_objective_kinds():
+    from interpviz.widgets import UNIT_KINDS, unit_objective
+
+    descriptions = [unit_objective(kind, "blocks.2", 3).description for kind in UNIT_KINDS]
+    assert descriptions == ["channel blocks.2[3]", "neuron blocks.2[3] at centre", "layer blocks.2 (mean of squares)",
+                            "-(channel blocks.2[3])"]
+    with pytest.raises(ValueError, match="unknown unit kind"):
+        unit_objective("class", "blocks.2", 3)
+
+
+def test_regularization_explorer_compares_with_the_baseline(lite0):
+    from interpviz.optvis import channel_objective
+    from interpviz.optvis.prior import load_denoiser
+    from interpviz.optvis.regularization import Regularization
+    from interpviz.widgets import RegularizationExplorer
+
+    explorer = RegularizationExplorer(lite0, channel_objective("blocks.2", 1), load_denoiser(), size=32, steps=4)
+    explorer.show()
+    assert "no regularization" in explorer.baseline_label.value and "activation" in explorer.current_label.value
+    explorer.strengths["total_variation"].value = 100.0
+    assert Regularization() in explorer.cache and len(explorer.cache) == 1
+    explorer.switches["total_variation"].value = True
+    explorer.fourier.value = True
+    assert explorer.settings() == Regularization(total_variation=100.0, fourier=True)
+    assert "total_variation 100" in explorer.current_label.value and "fourier" in explorer.current_label.value
+    assert len(explorer.cache) == 3
