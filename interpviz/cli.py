@@ -157,6 +157,43 @@ def train_prior_command(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def dissect_command(arguments: argparse.Namespace) -> int:
+    """Dissect layers of a zoo model on the synthetic concept set or a Broden folder, and write the report."""
+    from interpviz import models
+    from interpviz.broden import BrodenDataset
+    from interpviz.concepts import synthetic_dataset
+    from interpviz.dissect import DissectionSettings, dissect
+    from interpviz.dissect_report import write_report
+
+    model = models.load(arguments.model, pretrained=not arguments.random_weights)
+    dataset = synthetic_dataset() if arguments.dataset == "synthetic" else BrodenDataset(arguments.dataset)
+    settings = DissectionSettings(quantile=arguments.quantile, iou_threshold=arguments.iou_threshold,
+                                  exact=arguments.exact, direction="negative" if arguments.negative else "positive")
+    results = dissect(model, dataset, arguments.layers, settings, limit=arguments.limit)
+    index = write_report(model, dataset, results, arguments.out)
+    for layer, result in results.items():
+        print(f"{layer}: {len(result.detectors())} detectors of {result.units} units, "
+              f"{result.unique_detectors()} unique concepts; {result.detectors_by_category()}")
+    print(f"report: {index}")
+    return 0
+
+
+def fetch_broden_command(arguments: argparse.Namespace) -> int:
+    """Download and unpack the real Broden dataset (needs a network)."""
+    from interpviz.broden import fetch_broden
+
+    print(f"Broden unpacked in {fetch_broden(arguments.destination, arguments.resolution)}")
+    return 0
+
+
+def parse_layers(text: str) -> list[str]:
+    """Parse ``L1,L2`` into a list of layer names."""
+    layers = [layer.strip() for layer in text.split(",") if layer.strip()]
+    if not layers:
+        raise argparse.ArgumentTypeError("give at least one layer, e.g. --layers blocks.4,blocks.12")
+    return layers
+
+
 def _add_render_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=128, help="image size in pixels (default 128)")
     parser.add_argument("--steps", type=int, default=256, help="optimization steps (default 256)")
@@ -188,6 +225,20 @@ def main(argv: list[str] | None = None) -> int:
     prior_parser.add_argument("--patches-per-scale", type=int, default=40, help="patches per photo and scale")
     prior_parser.add_argument("--seed", type=int, default=0)
     prior_parser.add_argument("-o", "--output", type=Path, default=Path("data/denoiser.pt"))
+    dissect_parser = commands.add_parser("dissect", help="Network Dissection of layers, with an HTML report")
+    dissect_parser.add_argument("model", help="zoo model, e.g. efficientnet_lite0")
+    dissect_parser.add_argument("--layers", type=parse_layers, required=True, help="e.g. blocks.4,blocks.12")
+    dissect_parser.add_argument("--dataset", default="synthetic", help="'synthetic' (default) or a Broden folder")
+    dissect_parser.add_argument("--out", type=Path, required=True, help="folder for tally.csv files and HTML")
+    dissect_parser.add_argument("--quantile", type=float, default=0.005)
+    dissect_parser.add_argument("--iou-threshold", type=float, default=0.04)
+    dissect_parser.add_argument("--exact", action="store_true", help="exact thresholds (more memory)")
+    dissect_parser.add_argument("--negative", action="store_true", help="dissect the bottom quantile instead")
+    dissect_parser.add_argument("--random-weights", action="store_true", help="the random-weights baseline")
+    dissect_parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    fetch_parser = commands.add_parser("fetch-broden", help="download the real Broden dataset (needs internet)")
+    fetch_parser.add_argument("destination", type=Path)
+    fetch_parser.add_argument("--resolution", type=int, default=224, choices=[224, 227, 384])
     arguments = parser.parse_args(argv)
     commands_by_name = {
         "doctor": lambda: doctor(),
@@ -195,10 +246,12 @@ def main(argv: list[str] | None = None) -> int:
         "render": lambda: render_command(arguments),
         "grid": lambda: grid_command(arguments),
         "train-prior": lambda: train_prior_command(arguments),
+        "dissect": lambda: dissect_command(arguments),
+        "fetch-broden": lambda: fetch_broden_command(arguments),
     }
     try:
         return commands_by_name[arguments.command]()
-    except (ValueError, IndexError, FileNotFoundError) as error:
+    except (ValueError, IndexError, FileNotFoundError, ConnectionError) as error:
         print(f"interpviz {arguments.command}: error: {error}", file=sys.stderr)
         return 2
 

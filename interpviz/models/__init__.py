@@ -8,6 +8,7 @@ from interpviz.models.zoo import (
     available_models,
     imagenet_class_names,
     load,
+    wrap,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "available_models",
     "imagenet_class_names",
     "load",
+    "wrap",
 ]

@@ -217,6 +217,23 @@ ZOO: dict[str, ModelSpec] = {
 }
 
 
+def wrap(module: nn.Module, name: str = "custom", preprocess: Preprocessing | None = None,
+         class_names: list[str] | None = None, input_size: int = 224) -> LoadedModel:
+    """Use your own module with interpviz. It is not changed: put it in eval mode yourself if it needs it.
+
+    Without ``preprocess`` the module receives images with values in [0, 1] (no normalisation).
+    """
+    parameter = next(module.parameters(), None)
+    return LoadedModel(
+        name=name,
+        module=module,
+        preprocess=preprocess or Preprocessing(input_size, input_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+        class_names=class_names,
+        device=parameter.device if parameter is not None else torch.device("cpu"),
+        pretrained=True,
+    )
+
+
 def available_models() -> list[str]:
     """Names that ``load`` accepts."""
     return sorted(ZOO)

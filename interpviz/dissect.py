@@ -1,0 +1,396 @@
+"""Network Dissection: label units with concepts by the IoU of their top-activation masks with concept masks.
+
+Two streaming passes over a Broden-format dataset, all requested layers at once, memory bounded by
+(units x concepts), never by the number of images:
+
+1. **Threshold.** For each unit k, T_k is the ceil(q N)-th largest activation over all N positions of all
+   images, at the layer's own resolution (q = 0.005 by default). ``exact=True`` keeps the ceil(q N) largest
+   values per unit (exact; memory grows with q N). The default keeps a 2048-bin histogram per unit whose
+   range widens as needed: T_k is then approximate, off by at most one bin width, which is reported per
+   unit as ``threshold_error``.
+2. **IoU.** Each activation map is upsampled bilinearly to the segmentation size and binarized as
+   S_k >= T_k (the paper's formula; NetDissect-Lite uses >, which loses units whose top values tie, such
+   as an indicator unit). A unit whose threshold equals its smallest activation (a constant unit, or one
+   whose top quantile is everything it ever outputs) does not discriminate and gets an empty mask.
+   Over the whole dataset, for every unit k and concept c:
+   IoU(k, c) = sum |S_k & L_c| / sum |S_k or L_c|, where the union of an image is counted as
+   |S_k| + |L_c| - |S_k & L_c|. Scalar concepts (scene, texture) cover the whole image.
+   **Which images count |S_k|** for a concept of category C: with ``union_rule="present"`` (default, the
+   original NetDissect) every image where category C is annotated at all; with ``"overlap"``
+   (NetDissect-Lite) only images where the unit's mask touches a pixel annotated in C. Images without any
+   annotation of C are left out of the union in both rules: there, the activation cannot be judged.
+
+A unit is a detector of its best concept when that IoU exceeds 0.04. ``direction="negative"`` dissects the
+bottom quantile instead (the unit's most negative activations).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from interpviz.broden import BrodenDataset, Label
+from interpviz.hooks import forward_to
+from interpviz.models.zoo import LoadedModel
+
+HISTOGRAM_BINS = 2048
+MAX_CHUNK_ELEMENTS = 24_000_000
+
+
+@dataclass(frozen=True)
+class DissectionSettings:
+    """Choices of a dissection; the defaults are the paper's."""
+
+    quantile: float = 0.005
+    iou_threshold: float = 0.04
+    exact: bool = False
+    union_rule: str = "present"
+    direction: str = "positive"
+    batch_size: int = 32
+    top_images: int = 8
+
+    def __post_init__(self):
+        if not 0 < self.quantile < 1:
+            raise ValueError(f"quantile must be in (0, 1), got {self.quantile}")
+        if self.union_rule not in ("present", "overlap"):
+            raise ValueError(f"union_rule must be 'present' or 'overlap', got {self.union_rule!r}")
+        if self.direction not in ("positive", "negative"):
+            raise ValueError(f"direction must be 'positive' or 'negative', got {self.direction!r}")
+
+    @property
+    def sign(self) -> float:
+        return 1.0 if self.direction == "positive" else -1.0
+
+
+class ExactTopValues:
+    """Exact streaming quantile from the top: keeps the m largest values per unit."""
+
+    def __init__(self, units: int, keep: int):
+        self.keep = keep
+        self.values = torch.full((units, 0), float("-inf"))
+
+    def add(self, values: torch.Tensor) -> None:
+        merged = torch.cat([self.values, values], dim=1)
+        self.values = merged.topk(min(self.keep, merged.shape[1]), dim=1).values
+
+    def thresholds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.values[:, -1].clone(), torch.zeros(self.values.shape[0])
+
+
+class HistogramTopValues:
+    """Approximate streaming quantile: per-unit histograms whose range doubles when values fall outside."""
+
+    def __init__(self, units: int, keep: int, bins: int = HISTOGRAM_BINS):
+        self.keep, self.bins = keep, bins
+        self.counts = torch.zeros(units, bins, dtype=torch.float64)
+        self.low = torch.zeros(units, dtype=torch.float64)
+        self.width = torch.zeros(units, dtype=torch.float64)
+        self.started = False
+
+    def _widen(self, below: torch.Tensor, above: torch.Tensor) -> None:
+        rows = below | above
+        merged = self.counts[rows].view(-1, self.bins // 2, 2).sum(dim=2)
+        widened = torch.zeros(int(rows.sum()), self.bins, dtype=torch.float64)
+        grow_down = below[rows]
+        widened[~grow_down, : self.bins // 2] = merged[~grow_down]
+        widened[grow_down, self.bins // 2 :] = merged[grow_down]
+        self.counts[rows] = widened
+        self.low[below] -= self.bins * self.width[below]
+        self.width[rows] *= 2
+
+    def add(self, values: torch.Tensor) -> None:
+        values = values.double()
+        low, high = values.min(dim=1).values, values.max(dim=1).values
+        if not self.started:
+            self.low = low.clone()
+            self.width = ((high - low) / self.bins * 1.0001).clamp_min(1e-12)
+            self.started = True
+        while True:
+            below = low < self.low
+            above = high >= self.low + self.bins * self.width
+            if not (below.any() or above.any()):
+                break
+            self._widen(below, above & ~below)
+        index = ((values - self.low[:, None]) / self.width[:, None]).long().clamp(0, self.bins - 1)
+        offsets = torch.arange(values.shape[0])[:, None] * self.bins
+        self.counts.view(-1).index_add_(0, (index + offsets).reshape(-1), torch.ones(index.numel(), dtype=torch.float64))
+
+    def thresholds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        from_top = self.counts.flip(1).cumsum(dim=1)
+        bin_from_top = (from_top < self.keep).sum(dim=1).clamp(max=self.bins - 1)
+        rows = torch.arange(self.counts.shape[0])
+        before = torch.where(bin_from_top > 0, from_top[rows, (bin_from_top - 1).clamp_min(0)], torch.zeros(len(rows), dtype=torch.float64))
+        in_bin = self.counts.flip(1)[rows, bin_from_top].clamp_min(1)
+        upper_edge = self.low + (self.bins - bin_from_top) * self.width
+        threshold = upper_edge - (self.keep - before) / in_bin * self.width
+        return threshold.float(), self.width.float()
+
+
+@dataclass
+class ConceptBatch:
+    """Concept masks of a batch of images, restricted to the labels present in it."""
+
+    labels: torch.Tensor
+    masks: torch.Tensor
+    category_present: torch.Tensor
+    category_pixels: torch.Tensor
+
+
+def concept_batch(dataset: BrodenDataset, indices: Sequence[int], category_index: dict[str, int]) -> ConceptBatch:
+    """Boolean masks (B, labels present, pixels) of every concept in the batch; scalar concepts are all-ones."""
+    height, width = dataset.rows[indices[0]].segmentation_size
+    per_image: list[dict[int, np.ndarray]] = []
+    present = np.zeros((len(indices), len(category_index)), bool)
+    category_pixels = np.zeros((len(indices), len(category_index), height * width), bool)
+    for row_number, index in enumerate(indices):
+        row = dataset.rows[index]
+        if row.segmentation_size != (height, width):
+            raise ValueError(f"image {index} has segmentation size {row.segmentation_size}, the batch {(height, width)}")
+        masks: dict[int, np.ndarray] = {}
+        for category, planes in dataset.load_masks(index).items():
+            for plane in planes:
+                flat = plane.reshape(-1)
+                annotated = flat > 0
+                if annotated.any():
+                    present[row_number, category_index[category]] = True
+                    category_pixels[row_number, category_index[category]] |= annotated
+                for number in np.unique(flat[annotated]):
+                    masks[int(number)] = masks.get(int(number), np.zeros_like(annotated)) | (flat == number)
+        for category, numbers in row.scalars.items():
+            present[row_number, category_index[category]] = True
+            category_pixels[row_number, category_index[category]] = True
+            for number in numbers:
+                masks[number] = np.ones(height * width, bool)
+        per_image.append(masks)
+    labels = sorted({number for masks in per_image for number in masks})
+    stacked = np.zeros((len(indices), len(labels), height * width), bool)
+    for row_number, masks in enumerate(per_image):
+        for column, number in enumerate(labels):
+            if number in masks:
+                stacked[row_number, column] = masks[number]
+    return ConceptBatch(torch.tensor(labels, dtype=torch.long), torch.from_numpy(stacked),
+                        torch.from_numpy(present), torch.from_numpy(category_pixels))
+
+
+@dataclass(frozen=True)
+class UnitLabel:
+    """A unit's best concept in some category, with its IoU."""
+
+    unit: int
+    label: str
+    category: str
+    iou: float
+
+
+@dataclass
+class LayerDissection:
+    """Dissection of one layer: thresholds, IoU per unit and concept, and each unit's top images."""
+
+    layer: str
+    settings: DissectionSettings
+    labels: list[Label]
+    categories: list[str]
+    thresholds: torch.Tensor
+    threshold_error: torch.Tensor
+    iou: torch.Tensor
+    intersection: torch.Tensor
+    unit_area: torch.Tensor
+    concept_area: torch.Tensor
+    top_images: torch.Tensor
+    top_values: torch.Tensor
+    label_category: torch.Tensor = field(init=False)
+
+    def __post_init__(self):
+        index = {name: i for i, name in enumerate(self.categories)}
+        self.label_category = torch.tensor([index.get(label.category, -1) for label in self.labels])
+
+    @property
+    def units(self) -> int:
+        return self.iou.shape[0]
+
+    def best(self, category: str | None = None) -> list[UnitLabel]:
+        """Each unit's best concept (overall, or within ``category``)."""
+        scores = self.iou.clone()
+        scores[:, 0] = -1
+        if category is not None:
+            scores[:, self.label_category != self.categories.index(category)] = -1
+        values, numbers = scores.max(dim=1)
+        return [UnitLabel(unit, self.labels[n].name, self.labels[n].category, max(float(v), 0.0))
+                for unit, (v, n) in enumerate(zip(values.tolist(), numbers.tolist()))]
+
+    def detectors(self, iou_threshold: float | None = None) -> list[UnitLabel]:
+        """Units whose best concept has IoU above the threshold (default: the settings' 0.04)."""
+        threshold = self.settings.iou_threshold if iou_threshold is None else iou_threshold
+        return [unit for unit in self.best() if unit.iou > threshold]
+
+    def unique_detectors(self, iou_threshold: float | None = None) -> int:
+        """NetDissect-Lite's count: distinct best concepts among detector units."""
+        return len({(unit.category, unit.label) for unit in self.detectors(iou_threshold)})
+
+    def unique_detectors_by_category(self, iou_threshold: float | None = None) -> dict[str, int]:
+        """The paper's count, per category: distinct concepts among units whose best IoU in it is above threshold."""
+        threshold = self.settings.iou_threshold if iou_threshold is None else iou_threshold
+        counts = {}
+        for category in self.categories:
+            if not (self.label_category == self.categories.index(category)).any():
+                continue
+            counts[category] = len({unit.label for unit in self.best(category) if unit.iou > threshold})
+        return counts
+
+    def detectors_by_category(self, iou_threshold: float | None = None) -> dict[str, int]:
+        """How many detector units have their best concept in each category."""
+        counts = {category: 0 for category in self.categories}
+        for unit in self.detectors(iou_threshold):
+            counts[unit.category] += 1
+        return {category: count for category, count in counts.items() if count or category in self.used_categories}
+
+    @property
+    def used_categories(self) -> list[str]:
+        """Categories that have at least one concept."""
+        return [c for i, c in enumerate(self.categories) if (self.label_category == i).any()]
+
+    def write_tally(self, path: str | Path) -> Path:
+        """tally.csv in NetDissect's column layout (units numbered from 1, sorted by IoU)."""
+        path = Path(path)
+        categories = self.used_categories
+        columns = ["unit", "category", "label", "score"]
+        for category in categories:
+            columns += [f"{category}-label", f"{category}-truth", f"{category}-activation",
+                        f"{category}-intersect", f"{category}-iou"]
+        per_category = {category: self.best(category) for category in categories}
+        rows = []
+        for unit in sorted(self.best(), key=lambda u: -u.iou):
+            row = {"unit": unit.unit + 1, "category": unit.category, "label": unit.label, "score": f"{unit.iou:.6f}"}
+            for category in categories:
+                best = per_category[category][unit.unit]
+                number = next(label.number for label in self.labels if label.name == best.label and label.category == category)
+                row[f"{category}-label"] = best.label
+                row[f"{category}-truth"] = int(self.concept_area[number])
+                row[f"{category}-activation"] = int(self.unit_area[unit.unit, self.categories.index(category)])
+                row[f"{category}-intersect"] = int(self.intersection[unit.unit, number])
+                row[f"{category}-iou"] = f"{best.iou:.6f}"
+            rows.append(row)
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        return path
+
+
+def _batches(dataset: BrodenDataset, batch_size: int, limit: int | None) -> Iterator[list[int]]:
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    for start in range(0, count, batch_size):
+        yield list(range(start, min(start + batch_size, count)))
+
+
+def _image_batch(model: LoadedModel, dataset: BrodenDataset, indices: list[int]) -> torch.Tensor:
+    images = np.stack([dataset.load_image(i) for i in indices])
+    batch = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
+    return model.preprocess.normalize(batch).to(model.device)
+
+
+def _unit_chunks(units: int, per_unit: int) -> list[slice]:
+    size = max(1, MAX_CHUNK_ELEMENTS // max(per_unit, 1))
+    return [slice(start, min(start + size, units)) for start in range(0, units, size)]
+
+
+@torch.no_grad()
+def dissect(model: LoadedModel, dataset: BrodenDataset, layers: str | Sequence[str],
+            settings: DissectionSettings = DissectionSettings(), limit: int | None = None,
+            progress: bool = True) -> dict[str, LayerDissection]:
+    """Dissect ``layers`` of ``model`` on ``dataset`` (first ``limit`` images); one result per layer."""
+    names = [layers] if isinstance(layers, str) else list(layers)
+    for name in names:
+        model.layer(name)
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    if count == 0:
+        raise ValueError("the dataset has no images")
+    sign = settings.sign
+    category_index = {name: i for i, name in enumerate(dataset.categories)}
+
+    trackers, lowest, highest = {}, {}, {}
+    for indices in tqdm(list(_batches(dataset, settings.batch_size, limit)), desc="dissect 1/2: thresholds",
+                        disable=not progress):
+        activations = forward_to(model, _image_batch(model, dataset, indices), names, detach=True)
+        for name in names:
+            values = sign * activations[name].float().cpu()
+            flat = values.transpose(0, 1).reshape(values.shape[1], -1)
+            if name not in trackers:
+                keep = math.ceil(settings.quantile * count * values[0, 0].numel())
+                tracker_type = ExactTopValues if settings.exact else HistogramTopValues
+                trackers[name] = tracker_type(values.shape[1], keep)
+                lowest[name], highest[name] = flat.min(dim=1).values, flat.max(dim=1).values
+            trackers[name].add(flat)
+            lowest[name] = torch.minimum(lowest[name], flat.min(dim=1).values)
+            highest[name] = torch.maximum(highest[name], flat.max(dim=1).values)
+    thresholds = {}
+    for name, tracker in trackers.items():
+        value, error = tracker.thresholds()
+        value = torch.minimum(value, highest[name])
+        thresholds[name] = (torch.where(value <= lowest[name], torch.full_like(value, float("inf")), value), error)
+
+    labels_count, categories_count = len(dataset.labels), len(dataset.categories)
+    totals = {}
+    for name in names:
+        units = thresholds[name][0].numel()
+        totals[name] = dict(
+            intersection=torch.zeros(units, labels_count, dtype=torch.float64),
+            unit_area=torch.zeros(units, categories_count, dtype=torch.float64),
+            top_values=torch.full((units, 0), float("-inf")),
+            top_images=torch.zeros((units, 0), dtype=torch.long),
+        )
+    concept_area = torch.zeros(labels_count, dtype=torch.float64)
+    for indices in tqdm(list(_batches(dataset, settings.batch_size, limit)), desc="dissect 2/2: IoU",
+                        disable=not progress):
+        activations = forward_to(model, _image_batch(model, dataset, indices), names, detach=True)
+        concepts = concept_batch(dataset, indices, category_index)
+        concept_masks = concepts.masks.to(model.device, torch.float32)
+        concept_area.index_add_(0, concepts.labels, concepts.masks.sum(dim=(0, 2)).double())
+        segmentation_size = dataset.rows[indices[0]].segmentation_size
+        pixels = segmentation_size[0] * segmentation_size[1]
+        category_present = concepts.category_present.to(model.device, torch.float32)
+        category_pixels = concepts.category_pixels.to(model.device, torch.float32)
+        for name in names:
+            values = sign * activations[name].float()
+            threshold = thresholds[name][0].to(values.device)
+            total = totals[name]
+            image_maxima = values.flatten(2).amax(dim=2).cpu()
+            merged_values = torch.cat([total["top_values"], image_maxima.T], dim=1)
+            merged_images = torch.cat([total["top_images"], torch.tensor(indices).expand(values.shape[1], -1)], dim=1)
+            order = merged_values.topk(min(settings.top_images, merged_values.shape[1]), dim=1).indices
+            total["top_values"] = merged_values.gather(1, order)
+            total["top_images"] = merged_images.gather(1, order)
+            for chunk in _unit_chunks(values.shape[1], len(indices) * pixels):
+                upsampled = F.interpolate(values[:, chunk], size=segmentation_size, mode="bilinear", align_corners=False)
+                masks = (upsampled >= threshold[chunk, None, None]).flatten(2).float()
+                total["intersection"][chunk].index_add_(
+                    1, concepts.labels, torch.bmm(masks, concept_masks.transpose(1, 2)).sum(dim=0).double().cpu())
+                if settings.union_rule == "present":
+                    counted = masks.sum(dim=2).T @ category_present
+                else:
+                    touches = torch.bmm(masks, category_pixels.transpose(1, 2)) > 0
+                    counted = (masks.sum(dim=2, keepdim=True) * touches).sum(dim=0)
+                total["unit_area"][chunk] += counted.double().cpu()
+
+    results = {}
+    label_category = [dataset.categories.index(label.category) if label.category else 0 for label in dataset.labels]
+    for name in names:
+        total = totals[name]
+        unit_area = total["unit_area"][:, label_category]
+        union = unit_area + concept_area[None, :] - total["intersection"]
+        iou = torch.where(union > 0, total["intersection"] / union.clamp_min(1e-12), torch.zeros_like(union)).float()
+        results[name] = LayerDissection(
+            layer=name, settings=settings, labels=dataset.labels, categories=dataset.categories,
+            thresholds=sign * thresholds[name][0], threshold_error=thresholds[name][1], iou=iou,
+            intersection=total["intersection"], unit_area=total["unit_area"], concept_area=concept_area,
+            top_images=total["top_images"], top_values=sign * total["top_values"],
+        )
+    return results

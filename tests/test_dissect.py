@@ -1,0 +1,182 @@
+"""Dissection against a brute-force reference written plainly, and on planted detectors."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from interpviz import models
+from interpviz.broden import BrodenDataset
+from interpviz.concepts import generate
+from interpviz.dissect import DissectionSettings, HistogramTopValues, dissect
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory):
+    return BrodenDataset(generate(tmp_path_factory.mktemp("broden") / "set", count=24, size=32, seed=1, progress=False))
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 5, 3, stride=2, padding=1)).eval()
+    return models.wrap(module, name="tiny")
+
+
+def brute_force(model, dataset, layer, quantile, union_rule):
+    """Loops and an exact sort, as plainly as possible."""
+    maps = []
+    for index in range(len(dataset)):
+        image = torch.from_numpy(dataset.load_image(index)).permute(2, 0, 1)[None].float() / 255
+        with torch.no_grad():
+            maps.append(model.module[: int(layer) + 1](image)[0])
+    maps = torch.stack(maps)
+    units = maps.shape[1]
+    keep = math.ceil(quantile * maps[:, 0].numel())
+    thresholds = []
+    for unit in range(units):
+        values = sorted(maps[:, unit].flatten().tolist(), reverse=True)
+        threshold = values[keep - 1]
+        thresholds.append(float("inf") if threshold <= values[-1] else threshold)
+    label_count = len(dataset.labels)
+    intersection = np.zeros((units, label_count))
+    unit_area = np.zeros((units, label_count))
+    concept_area = np.zeros(label_count)
+    for index in range(len(dataset)):
+        row = dataset.rows[index]
+        height, width = row.segmentation_size
+        concept = {}
+        annotated = {}
+        for category, planes in dataset.load_masks(index).items():
+            for plane in planes:
+                annotated[category] = annotated.get(category, np.zeros((height, width), bool)) | (plane > 0)
+                for number in np.unique(plane):
+                    if number:
+                        concept[int(number)] = concept.get(int(number), np.zeros((height, width), bool)) | (plane == number)
+        for category, numbers in row.scalars.items():
+            annotated[category] = np.ones((height, width), bool)
+            for number in numbers:
+                concept[number] = np.ones((height, width), bool)
+        for number, mask in concept.items():
+            concept_area[number] += mask.sum()
+        upsampled = F.interpolate(maps[index : index + 1], size=(height, width), mode="bilinear", align_corners=False)[0]
+        for unit in range(units):
+            active = (upsampled[unit] >= thresholds[unit]).numpy()
+            for number in range(1, label_count):
+                category = dataset.labels[number].category
+                if category not in annotated:
+                    continue
+                if union_rule == "overlap" and not (active & annotated[category]).any():
+                    continue
+                unit_area[unit, number] += active.sum()
+                if number in concept:
+                    intersection[unit, number] += (active & concept[number]).sum()
+    union = unit_area + concept_area[None, :] - intersection
+    iou = np.where(union > 0, intersection / np.maximum(union, 1e-12), 0)
+    return torch.tensor(thresholds), iou
+
+
+@pytest.mark.parametrize("union_rule", ["present", "overlap"])
+@pytest.mark.parametrize("layer", ["0", "2"])
+def test_matches_the_brute_force_reference(small_set, tiny_model, layer, union_rule):
+    settings = DissectionSettings(quantile=0.02, exact=True, union_rule=union_rule, batch_size=5)
+    result = dissect(tiny_model, small_set, layer, settings, progress=False)[layer]
+    thresholds, iou = brute_force(tiny_model, small_set, layer, 0.02, union_rule)
+    assert torch.allclose(result.thresholds, thresholds, atol=1e-5)
+    assert np.allclose(result.iou[:, 1:].numpy(), iou[:, 1:], atol=1e-5)
+    assert result.iou[:, 1:].max() > 0
+
+
+def test_approximate_thresholds_stay_within_their_error_bound(small_set, tiny_model):
+    exact = dissect(tiny_model, small_set, "2", DissectionSettings(exact=True, batch_size=7), progress=False)["2"]
+    approximate = dissect(tiny_model, small_set, "2", DissectionSettings(batch_size=7), progress=False)["2"]
+    assert ((approximate.thresholds - exact.thresholds).abs() <= approximate.threshold_error + 1e-6).all()
+    assert (approximate.threshold_error > 0).all()
+
+
+def test_histogram_quantile_widens_its_range():
+    generator = torch.Generator().manual_seed(0)
+    tracker = HistogramTopValues(units=2, keep=50, bins=64)
+    batches = [torch.randn(2, 1000, generator=generator) * scale for scale in (0.1, 1.0, 10.0)]
+    for batch in batches:
+        tracker.add(batch)
+    everything = torch.cat(batches, dim=1)
+    exact = everything.topk(50, dim=1).values[:, -1]
+    estimate, error = tracker.thresholds()
+    assert tracker.counts.sum() == everything.numel()
+    assert ((estimate - exact).abs() <= error + 1e-6).all()
+
+
+class PlantedRed(nn.Module):
+    """At half resolution (the masks' size): unit 0 is 1 where a pixel is red, else 0; unit 1 is constant;
+    unit 2 is noise."""
+
+    def forward(self, images):
+        images = images[:, :, ::2, ::2]
+        red = ((images[:, 0] > 0.6) & (images[:, 1] < 0.35) & (images[:, 2] < 0.35)).float()
+        noise = torch.rand(images[:, 0].shape, generator=torch.Generator().manual_seed(0))
+        return torch.stack([red, torch.ones_like(red), noise], dim=1)
+
+
+@pytest.fixture(scope="module")
+def colourful_set(tmp_path_factory):
+    return BrodenDataset(generate(tmp_path_factory.mktemp("broden") / "colourful", count=80, size=64, seed=2, progress=False))
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_planted_red_detector_is_found_and_constant_unit_is_not(colourful_set, exact):
+    model = models.wrap(nn.Sequential(PlantedRed()), name="planted")
+    result = dissect(model, colourful_set, "0", DissectionSettings(exact=exact), progress=False)["0"]
+    red, constant, noise = result.best()
+    assert (red.label, red.category) == ("red", "color") and red.iou > 0.9
+    assert constant.iou == 0 and constant not in result.detectors()
+    assert noise.iou < 0.04
+    assert [unit.unit for unit in result.detectors()] == [0]
+
+
+def test_negative_direction_finds_the_inverted_unit(colourful_set):
+    inverted = nn.Sequential(PlantedRed(), nn.Identity())
+    model = models.wrap(nn.Sequential(_Negate(inverted)), name="negated")
+    positive = dissect(model, colourful_set, "0", DissectionSettings(), progress=False)["0"]
+    negative = dissect(model, colourful_set, "0", DissectionSettings(direction="negative"), progress=False)["0"]
+    assert negative.best()[0].label == "red" and negative.best()[0].iou > 0.9
+    assert positive.best()[0].iou < negative.best()[0].iou
+
+
+class _Negate(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, images):
+        return -self.inner(images)
+
+
+def test_counts_tally_and_settings(small_set, tiny_model, tmp_path):
+    result = dissect(tiny_model, small_set, "2", DissectionSettings(iou_threshold=0.0), progress=False)["2"]
+    assert len(result.detectors(0.0)) == sum(result.detectors_by_category(0.0).values())
+    assert result.unique_detectors(0.0) <= sum(result.unique_detectors_by_category(0.0).values())
+    assert result.detectors(1.1) == [] and result.unique_detectors(1.1) == 0
+    lines = result.write_tally(tmp_path / "tally.csv").read_text().splitlines()
+    assert lines[0].startswith("unit,category,label,score,color-label,color-truth,color-activation,color-intersect,color-iou")
+    assert len(lines) == 1 + result.units
+    scores = [float(line.split(",")[3]) for line in lines[1:]]
+    assert scores == sorted(scores, reverse=True)
+    with pytest.raises(ValueError, match="union_rule"):
+        DissectionSettings(union_rule="any")
+    with pytest.raises(ValueError, match="quantile"):
+        DissectionSettings(quantile=0)
+
+
+def test_top_images_are_the_most_activating(small_set, tiny_model):
+    result = dissect(tiny_model, small_set, "2", DissectionSettings(top_images=3, batch_size=5), progress=False)["2"]
+    maxima = []
+    for index in range(len(small_set)):
+        image = torch.from_numpy(small_set.load_image(index)).permute(2, 0, 1)[None].float() / 255
+        with torch.no_grad():
+            maxima.append(tiny_model.module(image)[0].flatten(1).amax(dim=1))
+    maxima = torch.stack(maxima)
+    assert torch.equal(result.top_images, maxima.topk(3, dim=0).indices.T)

@@ -1,0 +1,63 @@
+import re
+
+import numpy as np
+import torch
+import pytest
+from torch import nn
+
+from interpviz import cli, models
+from interpviz.broden import BrodenDataset
+from interpviz.concepts import generate
+from interpviz.dissect import DissectionSettings, dissect
+from interpviz.dissect_report import overlay, top_image_overlays, unit_masks, write_report
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory):
+    dataset = BrodenDataset(generate(tmp_path_factory.mktemp("report") / "set", count=16, size=32, progress=False))
+    model = models.wrap(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1)).eval(), name="tiny")
+    return model, dataset, dissect(model, dataset, ["0"], DissectionSettings(batch_size=4), progress=False)
+
+
+def test_report_has_a_tally_and_a_sortable_page_per_layer(setting, tmp_path):
+    model, dataset, results = setting
+    index = write_report(model, dataset, results, tmp_path / "out", images_per_unit=2)
+    page = (tmp_path / "out" / "0.html").read_text()
+    assert "sortBy(3,true)" in page and page.count("<tr") == 1 + 4
+    assert len(re.findall(r"data:image/jpeg;base64", page)) == 4 * 2
+    assert (tmp_path / "out" / "0-tally.csv").read_text().startswith("unit,category,label,score")
+    assert "0.html" in index.read_text()
+
+
+def test_masks_agree_with_the_thresholds(setting):
+    model, dataset, results = setting
+    result = results["0"]
+    masks = unit_masks(model, dataset, result, [0, 1], [0, 3])
+    assert masks.shape == (2, 2, 32, 32) and masks.dtype == torch.bool
+    pictures = top_image_overlays(model, dataset, result, 2, count=3)
+    assert len(pictures) == 3 and pictures[0].shape == (32, 32, 3)
+
+
+def test_overlay_dims_outside_and_outlines_the_mask():
+    image = np.full((6, 6, 3), 200, np.uint8)
+    mask = np.zeros((6, 6), bool)
+    mask[1:5, 1:5] = True
+    shown = overlay(image, mask)
+    assert tuple(shown[0, 0]) == (60, 60, 60)
+    assert tuple(shown[1, 1]) == (255, 220, 0)
+    assert tuple(shown[2, 2]) == (200, 200, 200)
+
+
+def test_dissect_command_writes_the_report(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("INTERPVIZ_CACHE", str(tmp_path / "cache"))
+    dataset = generate(tmp_path / "broden", count=12, size=64, progress=False)
+    out = tmp_path / "report"
+    code = cli.main(["dissect", "efficientnet_lite0", "--layers", "blocks.1,blocks.3", "--dataset", str(dataset),
+                     "--out", str(out), "--limit", "8"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "blocks.1:" in printed and "blocks.3:" in printed and "report:" in printed
+    assert (out / "index.html").is_file() and (out / "blocks.3-tally.csv").is_file()
+    assert cli.main(["dissect", "efficientnet_lite0", "--layers", "blocks.99", "--dataset", str(dataset),
+                     "--out", str(out)]) == 2
+    assert "closest valid names" in capsys.readouterr().err
