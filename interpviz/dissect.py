@@ -27,6 +27,7 @@ bottom quantile instead (the unit's most negative activations).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,9 +41,10 @@ from tqdm.auto import tqdm
 from interpviz.broden import BrodenDataset, Label
 from interpviz.hooks import forward_to
 from interpviz.models.zoo import LoadedModel
+from interpviz.speed import fast_copy
 
 HISTOGRAM_BINS = 2048
-MAX_CHUNK_ELEMENTS = 24_000_000
+MAX_CHUNK_ELEMENTS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -306,10 +308,14 @@ def _unit_chunks(units: int, per_unit: int) -> list[slice]:
 def dissect(model: LoadedModel, dataset: BrodenDataset, layers: str | Sequence[str],
             settings: DissectionSettings = DissectionSettings(), limit: int | None = None,
             progress: bool = True) -> dict[str, LayerDissection]:
-    """Dissect ``layers`` of ``model`` on ``dataset`` (first ``limit`` images); one result per layer."""
+    """Dissect ``layers`` of ``model`` on ``dataset`` (first ``limit`` images); one result per layer.
+
+    The forward passes run on a private fast copy of the model (``interpviz.speed``); the model is not changed.
+    """
     names = [layers] if isinstance(layers, str) else list(layers)
     for name in names:
         model.layer(name)
+    model = dataclasses.replace(model, module=fast_copy(model.module))
     count = len(dataset) if limit is None else min(limit, len(dataset))
     if count == 0:
         raise ValueError("the dataset has no images")

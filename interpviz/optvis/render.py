@@ -22,8 +22,8 @@ from interpviz.hooks import forward_to
 from interpviz.images import to_pil
 from interpviz.optvis.objectives import Objective, StepContext
 from interpviz.optvis.params import make_image
-from interpviz.optvis.speed import render_copy
 from interpviz.optvis.transforms import STANDARD_TRANSFORMS, Transform, compose
+from interpviz import speed
 
 StepCallback = Callable[[int, torch.Tensor, float], None]
 
@@ -108,7 +108,7 @@ def render(
     with the same seed gives the same image. ``snapshot_steps`` keeps copies of the images after those
     steps; ``callback(step, images, value)`` is called after every step (e.g. to update a widget).
     With ``fast_copy`` (the default) the optimization runs on a private copy of the model with batch norms
-    folded and channels-last layout (``optvis.speed``), which is about twice as fast on a CPU; hooks that
+    folded and channels-last layout (``interpviz.speed``), which is about twice as fast on a CPU; hooks that
     the user put on the model do not run on that copy (pass ``fast_copy=False`` to render the model itself).
     """
     if steps < 0:
@@ -117,7 +117,7 @@ def render(
         raise ValueError("the objective reads no layer; add a unit objective (e.g. channel_objective) to it")
     module, normalize, device = _module_and_normalize(model)
     if fast_copy:
-        module = render_copy(module)
+        module = speed.fast_copy(module)
         model = module if isinstance(model, nn.Module) else dataclasses.replace(model, module=module)
     layers = sorted(objective.layers)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):

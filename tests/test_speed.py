@@ -3,12 +3,12 @@ import torch
 from interpviz import models
 from interpviz.hooks import forward_to
 from interpviz.optvis import channel_objective, render
-from interpviz.optvis.speed import fold_batch_norms, render_copy
+from interpviz.speed import fast_copy, fold_batch_norms
 
 
-def test_render_copy_computes_the_same_function_and_leaves_the_model_alone(lite0):
+def test_fast_copy_computes_the_same_function_and_leaves_the_model_alone(lite0):
     before = {key: value.clone() for key, value in lite0.module.state_dict().items()}
-    fast = render_copy(lite0.module)
+    fast = fast_copy(lite0.module)
     assert sum(isinstance(sub, torch.nn.BatchNorm2d) for sub in fast.modules()) == 0
     assert sum(isinstance(sub, torch.nn.BatchNorm2d) for sub in lite0.module.modules()) == 49
     x = torch.randn(2, 3, 96, 96)

@@ -1,10 +1,10 @@
-"""A private, faster copy of a model for rendering: batch norm folded into convolutions, channels-last.
+"""A private, faster copy of a model for inference: batch norm folded into convolutions, channels-last.
 
 In eval mode a batch norm after a convolution is a fixed affine map, so it can be folded into the
 convolution's weights and bias; the batch-norm module is replaced by an Identity, which keeps every layer
 name addressable. Channels-last memory layout speeds up (depthwise) convolutions on CPUs. Measured on the
 2-core CPU (benchmarks/optvis_vs_lucent.py): about 1.9x more render steps per second on EfficientNet-Lite0.
-The user's model is never modified: this works on a deep copy.
+render() and dissect() use it; the user's model is never modified: this works on a deep copy.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def fold_batch_norms(module: nn.Module) -> int:
     return folded
 
 
-def render_copy(module: nn.Module) -> nn.Module:
+def fast_copy(module: nn.Module) -> nn.Module:
     """A deep copy in eval mode, without gradients for weights, batch norms folded, in channels-last layout."""
     fast = copy.deepcopy(module).eval()
     fast.requires_grad_(False)

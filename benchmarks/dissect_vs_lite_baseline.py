@@ -1,0 +1,158 @@
+"""Network Dissection throughput and peak memory: interpviz against a NetDissect-Lite-style baseline.
+
+The baseline does what NetDissect-Lite does: it runs every image through the model and stores every
+feature map (float64, as Lite's memmap does), takes each unit's quantile over the stored maps, then loops
+over images and units in Python to upsample, binarize and count intersections and unions. interpviz
+streams: two passes, all counts accumulated per batch with tensor operations, nothing kept per image.
+
+Each (method, number of images) runs in a fresh child process so that its peak memory can be read:
+the peak resident memory above what the process held when the work began (/proc/self/clear_refs resets
+the peak, /proc/self/status reports VmHWM). Throughput is images per second over both passes.
+
+Run: .venv/bin/python benchmarks/dissect_vs_lite_baseline.py [--images 200] [--layer blocks.4]
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def status_kib(field: str) -> int:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def lite_style(model, dataset, layer: str, count: int, quantile: float) -> tuple[np.ndarray, float]:
+    """Store every feature map, quantile per unit, then loop per image and per unit; also the forward time."""
+    from interpviz.dissect import _image_batch, concept_batch
+    from interpviz.hooks import forward_to
+
+    started = time.perf_counter()
+    features = None
+    with torch.no_grad():
+        for start in range(0, count, 32):
+            indices = list(range(start, min(start + 32, count)))
+            maps = forward_to(model, _image_batch(model, dataset, indices), layer, detach=True)[layer].numpy()
+            if features is None:
+                features = np.zeros((count, *maps.shape[1:]), np.float64)
+            features[start : start + len(indices)] = maps
+    forward_seconds = time.perf_counter() - started
+    units = features.shape[1]
+    thresholds = np.quantile(features.transpose(1, 0, 2, 3).reshape(units, -1), 1 - quantile, axis=1)
+    label_count = len(dataset.labels)
+    categories = {name: i for i, name in enumerate(dataset.categories)}
+    label_category = [categories.get(label.category, 0) for label in dataset.labels]
+    intersection = np.zeros((units, label_count))
+    unit_area = np.zeros((units, len(categories)))
+    concept_area = np.zeros(label_count)
+    for index in range(count):
+        concepts = concept_batch(dataset, [index], categories)
+        labels = concepts.labels.numpy()
+        masks = concepts.masks[0].numpy()
+        concept_area[labels] += masks.sum(axis=1)
+        size = dataset.rows[index].segmentation_size
+        for unit in range(units):
+            upsampled = F.interpolate(torch.from_numpy(features[index, unit])[None, None], size=size,
+                                      mode="bilinear", align_corners=False)[0, 0].numpy()
+            active = (upsampled >= thresholds[unit]).reshape(-1)
+            area = active.sum()
+            for category in np.nonzero(concepts.category_present[0].numpy())[0]:
+                unit_area[unit, category] += area
+            for column, label in enumerate(labels):
+                intersection[unit, label] += np.logical_and(active, masks[column]).sum()
+    union = unit_area[:, label_category] + concept_area[None] - intersection
+    return np.where(union > 0, intersection / np.maximum(union, 1e-12), 0), forward_seconds
+
+
+def streaming_forward_seconds(model, dataset, layer: str, count: int) -> float:
+    """Time of interpviz's two forward passes alone (fast copy, same batches), to split its total."""
+    import dataclasses
+
+    from interpviz.dissect import _image_batch
+    from interpviz.hooks import forward_to
+    from interpviz.speed import fast_copy
+
+    fast = dataclasses.replace(model, module=fast_copy(model.module))
+    started = time.perf_counter()
+    with torch.no_grad():
+        for _ in range(2):
+            for start in range(0, count, 32):
+                indices = list(range(start, min(start + 32, count)))
+                forward_to(fast, _image_batch(fast, dataset, indices), layer, detach=True)
+    return time.perf_counter() - started
+
+
+def child(method: str, count: int, layer: str) -> None:
+    """Run one measurement and print it as JSON."""
+    from interpviz import models
+    from interpviz.concepts import synthetic_dataset
+    from interpviz.dissect import DissectionSettings, dissect
+
+    model = models.load("efficientnet_lite0", device="cpu")
+    dataset = synthetic_dataset(progress=False)
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+    before = status_kib("VmRSS")
+    started = time.perf_counter()
+    if method == "interpviz":
+        iou = dissect(model, dataset, layer, DissectionSettings(), limit=count, progress=False)[layer].iou.numpy()
+        seconds = time.perf_counter() - started
+        peak = status_kib("VmHWM")
+        forward_seconds = streaming_forward_seconds(model, dataset, layer, count)
+    else:
+        iou, forward_seconds = lite_style(model, dataset, layer, count, 0.005)
+        seconds = time.perf_counter() - started
+        peak = status_kib("VmHWM")
+    print(json.dumps({"method": method, "images": count, "seconds": seconds, "forward_seconds": forward_seconds,
+                      "peak_mib": (peak - before) / 1024, "max_iou": float(iou[:, 1:].max())}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--layer", default="blocks.4")
+    parser.add_argument("--child", nargs=2, metavar=("METHOD", "COUNT"), help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.child:
+        child(arguments.child[0], int(arguments.child[1]), arguments.layer)
+        return
+    from interpviz.concepts import synthetic_dataset
+
+    synthetic_dataset()
+    runs = []
+    for method in ("interpviz", "lite-style"):
+        for count in (arguments.images, 4 * arguments.images):
+            output = subprocess.run([sys.executable, __file__, "--layer", arguments.layer, "--child", method, str(count)],
+                                    check=True, capture_output=True, text=True).stdout
+            runs.append(json.loads(output.strip().splitlines()[-1]))
+    print(f"efficientnet_lite0 {arguments.layer}, synthetic concept set, CPU threads {torch.get_num_threads()}")
+    print(f"{'method':<11} {'images':>6} {'seconds':>8} {'images/s':>9} {'forward s':>9} {'rest s':>7} "
+          f"{'peak MiB':>9} {'max IoU':>8}")
+    for run in runs:
+        rest = run["seconds"] - run["forward_seconds"]
+        print(f"{run['method']:<11} {run['images']:>6} {run['seconds']:>8.1f} {run['images'] / run['seconds']:>9.1f} "
+              f"{run['forward_seconds']:>9.1f} {rest:>7.1f} {run['peak_mib']:>9.1f} {run['max_iou']:>8.4f}")
+    ours = {run["images"]: run for run in runs if run["method"] == "interpviz"}
+    theirs = {run["images"]: run for run in runs if run["method"] == "lite-style"}
+    for count in ours:
+        ratio = (count / ours[count]["seconds"]) / (count / theirs[count]["seconds"])
+        rest = (theirs[count]["seconds"] - theirs[count]["forward_seconds"]) / max(
+            ours[count]["seconds"] - ours[count]["forward_seconds"], 1e-9)
+        print(f"{count} images: interpviz throughput is {ratio:.1f}x the baseline's end to end; "
+              f"outside the forward passes (thresholds and IoU) {rest:.1f}x")
+    small, large = sorted(ours)
+    print(f"peak memory from {small} to {large} images: interpviz x{ours[large]['peak_mib'] / ours[small]['peak_mib']:.2f}, "
+          f"baseline x{theirs[large]['peak_mib'] / theirs[small]['peak_mib']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
