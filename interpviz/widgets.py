@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from typing import Sequence
 
@@ -11,14 +12,17 @@ from IPython.display import display
 from PIL import Image
 
 from interpviz.activations import ChannelMaxima, channel_maxima, feature_maps
+from interpviz.broden import BrodenDataset
 from interpviz.data import ImageSet
+from interpviz.dissect import LayerDissection, dissect
+from interpviz.dissect_report import top_image_overlays
 from interpviz.images import to_pil
 from interpviz.models.zoo import LoadedModel
 from interpviz.optvis.objectives import Objective, channel_objective, layer_objective, neuron_objective
 from interpviz.optvis.prior import DenoisingAutoencoder
 from interpviz.optvis.regularization import Regularization, render_regularized
 from interpviz.optvis.render import RenderResult, render
-from interpviz.plotting import dataset_examples_figure
+from interpviz.plotting import dataset_examples_figure, image_grid
 
 
 class FeatureExplorer:
@@ -236,6 +240,82 @@ class RegularizationExplorer:
             label.value = f"{settings.label()}<br><b>activation {float(result.final_scores[0]):.2f}</b>"
 
     def show(self) -> widgets.HBox:
+        """Draw once and return the widget for display."""
+        self.redraw()
+        return self.widget
+
+
+class DissectionExplorer:
+    """Layer, unit, IoU threshold and quantile for a dissection: the unit's labels and top images with masks.
+
+    The IoU threshold only recounts (instant); a new quantile re-runs the dissection of that layer once.
+    """
+
+    QUANTILES = (0.001, 0.0025, 0.005, 0.01, 0.02)
+
+    def __init__(self, model: LoadedModel, dataset: BrodenDataset, results: dict[str, LayerDissection],
+                 images_per_unit: int = 4):
+        self.model, self.dataset, self.images_per_unit = model, dataset, images_per_unit
+        first = next(iter(results.values()))
+        self.cache: dict[tuple[str, float], LayerDissection] = {
+            (layer, result.settings.quantile): result for layer, result in results.items()
+        }
+        self.base_settings = first.settings
+        self.layer = widgets.Dropdown(options=list(results), description="layer")
+        self.unit = widgets.IntSlider(min=0, max=first.units - 1, description="unit", continuous_update=False)
+        self.iou_threshold = widgets.FloatSlider(value=first.settings.iou_threshold, min=0.0, max=0.3, step=0.01,
+                                                 description="IoU thr.", continuous_update=False)
+        self.quantile = widgets.Dropdown(options=self.QUANTILES, value=first.settings.quantile, description="quantile")
+        self.summary, self.details = widgets.HTML(), widgets.HTML()
+        self.pictures = widgets.Output()
+        for control in (self.layer, self.quantile):
+            control.observe(self._on_dissection_change, names="value")
+        for control in (self.unit, self.iou_threshold):
+            control.observe(lambda change: self.redraw(), names="value")
+        controls = widgets.HBox([widgets.VBox([self.layer, self.unit]), widgets.VBox([self.iou_threshold, self.quantile])])
+        self.widget = widgets.VBox([controls, self.summary, self.details, self.pictures])
+
+    def result(self) -> LayerDissection:
+        """The dissection for the current layer and quantile (computed once, then cached)."""
+        key = (self.layer.value, self.quantile.value)
+        if key not in self.cache:
+            settings = dataclasses.replace(self.base_settings, quantile=self.quantile.value)
+            self.cache[key] = dissect(self.model, self.dataset, self.layer.value, settings, progress=False)[self.layer.value]
+        return self.cache[key]
+
+    def _on_dissection_change(self, change) -> None:
+        units = self.result().units
+        with self.unit.hold_trait_notifications():
+            self.unit.value = min(self.unit.value, units - 1)
+            self.unit.max = units - 1
+        self.redraw()
+
+    def redraw(self) -> None:
+        """Show the layer's detector counts, the unit's best concept per category, and its top images."""
+        result, unit, threshold = self.result(), self.unit.value, self.iou_threshold.value
+        by_category = result.detectors_by_category(threshold)
+        self.summary.value = (
+            f"<b>{result.layer}</b>, quantile {self.quantile.value:g}: {sum(by_category.values())} of {result.units} "
+            f"units are detectors at IoU &gt; {threshold:.2f}; {result.unique_detectors(threshold)} unique concepts; "
+            + ", ".join(f"{category} {count}" for category, count in by_category.items())
+        )
+        rows = "".join(
+            f"<tr><td>{category}</td><td>{best[unit].label}</td><td>{best[unit].iou:.3f}</td></tr>"
+            for category, best in ((c, result.best(c)) for c in result.used_categories)
+        )
+        overall = result.best()[unit]
+        verdict = "detector" if overall.iou > threshold else "not a detector"
+        self.details.value = (f"unit {unit}: <b>{overall.label}</b> ({overall.category}), IoU {overall.iou:.3f}: {verdict}"
+                              f"<table><tr><th>category</th><th>best concept</th><th>IoU</th></tr>{rows}</table>")
+        with self.pictures:
+            self.pictures.clear_output(wait=True)
+            overlays = top_image_overlays(self.model, self.dataset, result, unit, self.images_per_unit)
+            figure = image_grid(overlays, titles=[f"top {i + 1}" for i in range(len(overlays))],
+                                columns=len(overlays), cell_inches=1.8)
+            display(figure)
+            plt.close(figure)
+
+    def show(self) -> widgets.VBox:
         """Draw once and return the widget for display."""
         self.redraw()
         return self.widget

@@ -85,3 +85,33 @@ def test_regularization_explorer_compares_with_the_baseline(lite0):
     assert explorer.settings() == Regularization(total_variation=100.0, fourier=True)
     assert "total_variation 100" in explorer.current_label.value and "fourier" in explorer.current_label.value
     assert len(explorer.cache) == 3
+
+
+def test_dissection_explorer_recounts_and_redissects(tmp_path, monkeypatch):
+    from torch import nn
+
+    from interpviz import models
+    from interpviz import widgets as module
+    from interpviz.broden import BrodenDataset
+    from interpviz.concepts import generate
+    from interpviz.dissect import DissectionSettings, dissect
+    from interpviz.widgets import DissectionExplorer
+
+    dataset = BrodenDataset(generate(tmp_path / "set", count=12, size=32, progress=False))
+    model = models.wrap(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 6, 3, padding=1)).eval())
+    results = dissect(model, dataset, ["0", "1"], DissectionSettings(batch_size=4), progress=False)
+    explorer = DissectionExplorer(model, dataset, results, images_per_unit=2)
+    explorer.show()
+    assert "of 4 units are detectors" in explorer.summary.value and "unit 0:" in explorer.details.value
+    explorer.iou_threshold.value = 0.0
+    assert "IoU &gt; 0.00" in explorer.summary.value
+    calls = []
+    monkeypatch.setattr(module, "dissect", lambda *a, **k: calls.append(a[3].quantile) or dissect(*a, **k))
+    explorer.layer.value = "1"
+    assert explorer.unit.max == 5 and calls == []
+    explorer.unit.value = 5
+    explorer.quantile.value = 0.02
+    explorer.layer.value = "0"
+    explorer.layer.value = "1"
+    assert calls == [0.02, 0.02] and explorer.unit.max == 5
+    assert len(explorer.cache) == 4
