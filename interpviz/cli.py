@@ -194,6 +194,22 @@ def parse_layers(text: str) -> list[str]:
     return layers
 
 
+def train_text_command(arguments: argparse.Namespace) -> int:
+    """Train the character-level LSTM on the standard library's source, resumably, and report its quality."""
+    from interpviz import text
+
+    corpus = text.stdlib_corpus()
+    print(f"corpus: {len(corpus.train)} training files ({len(corpus.text()):,} characters), "
+          f"{len(corpus.validation)} validation files")
+    state = text.train([source for _, source in corpus.train], minutes=arguments.minutes, hidden=arguments.hidden, layers=arguments.layers,
+                       seed=arguments.seed, checkpoint=arguments.output, resume=arguments.resume)
+    validation = corpus.text("validation")[: arguments.validation_chars]
+    bits = text.bits_per_character(state.model, validation)
+    print(f"{state.step} steps in {state.seconds / 60:.1f} min; validation {bits:.3f} bits/char on "
+          f"{len(validation):,} characters; wrote {arguments.output}")
+    return 0
+
+
 def _add_render_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=128, help="image size in pixels (default 128)")
     parser.add_argument("--steps", type=int, default=256, help="optimization steps (default 256)")
@@ -239,6 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     fetch_parser = commands.add_parser("fetch-broden", help="download the real Broden dataset (needs internet)")
     fetch_parser.add_argument("destination", type=Path)
     fetch_parser.add_argument("--resolution", type=int, default=224, choices=[224, 227, 384])
+    text_parser = commands.add_parser("train-text", help="train the char-LSTM on the stdlib source (resumable)")
+    text_parser.add_argument("--minutes", type=float, default=12.0, help="wall-clock training time (default 12)")
+    text_parser.add_argument("--hidden", type=int, default=256)
+    text_parser.add_argument("--layers", type=int, default=1)
+    text_parser.add_argument("--seed", type=int, default=0)
+    text_parser.add_argument("--resume", action="store_true", help="continue from the checkpoint at --output")
+    text_parser.add_argument("--validation-chars", type=int, default=300_000)
+    text_parser.add_argument("-o", "--output", type=Path, default=Path("data/char_lstm.pt"))
     arguments = parser.parse_args(argv)
     commands_by_name = {
         "doctor": lambda: doctor(),
@@ -247,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         "grid": lambda: grid_command(arguments),
         "train-prior": lambda: train_prior_command(arguments),
         "dissect": lambda: dissect_command(arguments),
+        "train-text": lambda: train_text_command(arguments),
         "fetch-broden": lambda: fetch_broden_command(arguments),
     }
     try:

@@ -8,7 +8,9 @@ from typing import Sequence
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-from IPython.display import display
+import numpy as np
+import torch
+from IPython.display import HTML, display
 from PIL import Image
 
 from interpviz.activations import ChannelMaxima, channel_maxima, feature_maps
@@ -314,6 +316,119 @@ class DissectionExplorer:
                                 columns=len(overlays), cell_inches=1.8)
             display(figure)
             plt.close(figure)
+
+    def show(self) -> widgets.VBox:
+        """Draw once and return the widget for display."""
+        self.redraw()
+        return self.widget
+
+
+class TextCellExplorer:
+    """Cell slider, feature dropdown and text-sample selector over precomputed cell activations.
+
+    Choosing a feature jumps to the cell that tracks it best; the text is coloured by the chosen cell.
+    """
+
+    def __init__(self, samples: dict[str, tuple[str, dict[str, torch.Tensor]]], report: dict[str, dict],
+                 kind: str = "tanh(c)"):
+        self.samples, self.report = samples, report
+        first_text, first_states = next(iter(samples.values()))
+        self.sample = widgets.Dropdown(options=list(samples), description="text")
+        self.kind = widgets.Dropdown(options=list(first_states), value=kind, description="activation")
+        self.feature = widgets.Dropdown(options=["(any)"] + list(report), description="feature")
+        self.cell = widgets.IntSlider(min=0, max=first_states[kind].shape[1] - 1, description="cell",
+                                      continuous_update=False)
+        self.text = widgets.HTML()
+        self.feature.observe(self._on_feature, names="value")
+        for control in (self.sample, self.kind, self.cell):
+            control.observe(lambda change: self.redraw(), names="value")
+        self.widget = widgets.VBox([widgets.HBox([self.sample, self.feature]), widgets.HBox([self.kind, self.cell]),
+                                    self.text])
+
+    def _on_feature(self, change) -> None:
+        if change["new"] in self.report:
+            best = self.report[change["new"]]["best"][0]
+            with self.kind.hold_trait_notifications(), self.cell.hold_trait_notifications():
+                self.kind.value = best.activation
+                self.cell.value = best.cell
+        self.redraw()
+
+    def redraw(self) -> None:
+        """Colour the chosen sample by the chosen cell."""
+        from interpviz.text import colour_text_html
+
+        sample_text, states = self.samples[self.sample.value]
+        values = states[self.kind.value][:, self.cell.value]
+        self.text.value = colour_text_html(sample_text, values.numpy(), title=f"cell {self.cell.value}, {self.kind.value}")
+
+    def show(self) -> widgets.VBox:
+        """Draw once and return the widget for display."""
+        self.redraw()
+        return self.widget
+
+
+class TabularUnitExplorer:
+    """Layer and unit sliders for the credit MLP: the unit's preferred profile next to its top rows."""
+
+    def __init__(self, model, data, plausibility: float = 0.1):
+        from interpviz.tabular import HIDDEN_LAYERS
+
+        self.model, self.data, self.plausibility = model, data, plausibility
+        self.cache: dict[tuple[str, int], object] = {}
+        self.layer = widgets.Dropdown(options=HIDDEN_LAYERS, description="layer")
+        self.unit = widgets.IntSlider(min=0, max=self._units() - 1, description="unit", continuous_update=False)
+        self.output = widgets.Output()
+        self.layer.observe(self._on_layer, names="value")
+        self.unit.observe(lambda change: self.redraw(), names="value")
+        self.widget = widgets.VBox([widgets.HBox([self.layer, self.unit]), self.output])
+
+    def _units(self) -> int:
+        from interpviz.tabular import unit_activations
+
+        return unit_activations(self.model, self.data, self.layer.value).shape[1]
+
+    def _on_layer(self, change) -> None:
+        units = self._units()
+        with self.unit.hold_trait_notifications():
+            self.unit.value = min(self.unit.value, units - 1)
+            self.unit.max = units - 1
+        self.redraw()
+
+    def preferred(self):
+        """The current unit's preferred input (computed once, then cached)."""
+        from interpviz.tabular import preferred_input
+
+        key = (self.layer.value, self.unit.value)
+        if key not in self.cache:
+            self.cache[key] = preferred_input(self.model, self.data, *key, plausibility=self.plausibility)
+        return self.cache[key]
+
+    def redraw(self) -> None:
+        """Bar chart of the preferred profile (in standard deviations from the mean) and the unit's top rows."""
+        from interpviz.tabular import FEATURES, feature_correlations, unit_activations
+
+        preferred = self.preferred()
+        activations = unit_activations(self.model, self.data, self.layer.value)
+        correlations = feature_correlations(activations, self.data)[self.unit.value]
+        top = activations[:, self.unit.value].topk(5).indices.numpy()
+        with self.output:
+            self.output.clear_output(wait=True)
+            figure, axes = plt.subplots(1, 2, figsize=(10, 3))
+            z = (np.array([preferred.profile[name] for name in FEATURES]) - self.data.mean) / self.data.std
+            axes[0].barh(FEATURES, z, color=["tab:red" if v > 0 else "tab:blue" for v in z])
+            axes[0].set_title(f"preferred input (activation {preferred.activation:.2f}; best row {preferred.best_row_activation:.2f})",
+                              fontsize=9)
+            axes[0].set_xlabel("standard deviations from the mean")
+            axes[1].barh(FEATURES, correlations, color="tab:gray")
+            axes[1].set_xlim(-1, 1)
+            axes[1].set_title("correlation of the unit with each feature over the data", fontsize=9)
+            figure.tight_layout()
+            display(figure)
+            plt.close(figure)
+            rows = "".join("<tr>" + "".join(f"<td>{value:.1f}</td>" for value in self.data.features[i])
+                           + f"<td>{int(self.data.default[i])}</td></tr>" for i in top)
+            display(HTML("<b>top 5 rows</b><table><tr>" + "".join(f"<th>{name}</th>" for name in FEATURES)
+                         + f"<th>default</th></tr>{rows}</table>"))
 
     def show(self) -> widgets.VBox:
         """Draw once and return the widget for display."""

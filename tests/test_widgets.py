@@ -115,3 +115,34 @@ def test_dissection_explorer_recounts_and_redissects(tmp_path, monkeypatch):
     explorer.layer.value = "1"
     assert calls == [0.02, 0.02] and explorer.unit.max == 5
     assert len(explorer.cache) == 4
+
+
+def test_text_cell_explorer_jumps_to_the_best_cell():
+    import torch
+
+    from interpviz.text import CellScore
+    from interpviz.widgets import TextCellExplorer
+
+    sample = "x = 'a'\n"
+    states = {kind: torch.randn(len(sample), 4, generator=torch.Generator().manual_seed(0)) for kind in ("c", "tanh(c)", "h")}
+    report = {"in_string": {"best": [CellScore("in_string", 3, "h", 0.9, "AUC")], "passing": {"h": 1}}}
+    explorer = TextCellExplorer({"sample": (sample, states)}, report)
+    explorer.show()
+    assert "cell 0, tanh(c)" in explorer.text.value and explorer.text.value.count("<span") == len(sample) + 3
+    explorer.feature.value = "in_string"
+    assert (explorer.kind.value, explorer.cell.value) == ("h", 3) and "cell 3, h" in explorer.text.value
+
+
+def test_tabular_unit_explorer_follows_the_layer():
+    from interpviz import tabular
+    from interpviz.widgets import TabularUnitExplorer
+
+    data = tabular.credit_default_data(count=300)
+    model, _ = tabular.train_mlp(data, epochs=20)
+    explorer = TabularUnitExplorer(model, data)
+    explorer.show()
+    assert explorer.unit.max == 15
+    explorer.unit.value = 12
+    explorer.layer.value = "layers.3"
+    assert explorer.unit.max == 7 and explorer.unit.value == 7
+    assert set(explorer.cache) == {("layers.1", 0), ("layers.1", 12), ("layers.3", 7)}

@@ -1,0 +1,391 @@
+"""Interpretable cells in a character-level LSTM trained on Python source code (Karpathy et al. 2015).
+
+The corpus is the running interpreter's own standard library (on every machine). Ground-truth features
+for every character come from Python's ``tokenize``: inside a string literal, inside a one-line string,
+inside a comment, bracket depth, column, indentation of the line, end of line, inside a URL. The cell
+search ranks LSTM cells by how well their activation (c, tanh(c) or h) tracks each feature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import sysconfig
+import time
+import tokenize
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+VOCABULARY = "\n" + "".join(chr(code) for code in range(32, 127))
+EXCLUDED_PARTS = {"test", "tests", "idle_test", "site-packages", "lib2to3", "__pycache__", "turtledemo"}
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "char_lstm.pt"
+
+
+def encode(text: str) -> torch.Tensor:
+    """Character codes (indices into VOCABULARY); a character outside it is an error naming it."""
+    if not text:
+        raise ValueError("the text is empty")
+    lookup = {char: index for index, char in enumerate(VOCABULARY)}
+    try:
+        return torch.tensor([lookup[char] for char in text], dtype=torch.long)
+    except KeyError as error:
+        position = text.index(error.args[0])
+        raise ValueError(f"character {error.args[0]!r} at position {position} is outside the vocabulary "
+                         "(newline and printable ASCII; expand tabs first)") from None
+
+
+def decode(codes: torch.Tensor | list[int]) -> str:
+    """Text from character codes."""
+    return "".join(VOCABULARY[int(code)] for code in codes)
+
+
+@dataclass
+class Corpus:
+    """Source files of the standard library, split into training and validation by file."""
+
+    train: list[tuple[str, str]]
+    validation: list[tuple[str, str]]
+
+    def text(self, split: str = "train") -> str:
+        """All files of a split joined into one string."""
+        files = self.train if split == "train" else self.validation
+        return "".join(source for _, source in files)
+
+
+def stdlib_corpus(root: str | Path | None = None, validation_share: int = 10) -> Corpus:
+    """The interpreter's stdlib .py files: no tests or site-packages, ASCII only, tabs expanded, split by file."""
+    root = Path(root or sysconfig.get_paths()["stdlib"])
+    train, validation = [], []
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root)
+        if EXCLUDED_PARTS & set(relative.parts):
+            continue
+        try:
+            source = path.read_text(encoding="ascii").expandtabs(8)
+        except (UnicodeDecodeError, OSError):
+            continue
+        source = "".join(char for char in source if char == "\n" or " " <= char <= "~")
+        digest = int(hashlib.sha1(str(relative).encode()).hexdigest(), 16)
+        (validation if digest % validation_share == 0 else train).append((str(relative), source))
+    if not train:
+        raise FileNotFoundError(f"no Python source files found under {str(root)!r}")
+    return Corpus(train, validation)
+
+
+FEATURES = ("in_string", "in_short_string", "in_comment", "bracket_depth", "column", "indentation",
+            "end_of_line", "in_url")
+BINARY_FEATURES = ("in_string", "in_short_string", "in_comment", "end_of_line", "in_url")
+
+
+def character_features(source: str) -> dict[str, np.ndarray]:
+    """Per-character ground truth from ``tokenize``; raises ValueError if the source does not tokenize."""
+    lines = source.splitlines(keepends=True)
+    starts = np.cumsum([0] + [len(line) for line in lines])
+    size = len(source)
+    features = {name: np.zeros(size, np.float32) for name in FEATURES}
+
+    def offset(row: int, col: int) -> int:
+        return int(starts[row - 1]) + col
+
+    depth_changes = np.zeros(size + 1, np.float32)
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, IndentationError, SyntaxError) as error:
+        raise ValueError(f"source does not tokenize: {error}") from error
+    for token in tokens:
+        begin, end = offset(*token.start), offset(*token.end)
+        if token.type == tokenize.STRING:
+            features["in_string"][begin:end] = 1
+            if token.start[0] == token.end[0]:
+                features["in_short_string"][begin:end] = 1
+            _mark_urls(source, begin, end, features["in_url"])
+        elif token.type == tokenize.COMMENT:
+            features["in_comment"][begin:end] = 1
+            _mark_urls(source, begin, end, features["in_url"])
+        elif token.type == tokenize.OP and token.string in "([{":
+            depth_changes[begin] += 1
+        elif token.type == tokenize.OP and token.string in ")]}":
+            depth_changes[begin + 1] -= 1
+    features["bracket_depth"] = np.cumsum(depth_changes)[:size]
+    for row, line in enumerate(lines):
+        begin = int(starts[row])
+        columns = np.arange(len(line), dtype=np.float32)
+        features["column"][begin : begin + len(line)] = columns
+        stripped = line.lstrip(" ")
+        features["indentation"][begin : begin + len(line)] = len(line) - len(stripped) if stripped.strip() else 0
+        if line.endswith("\n"):
+            features["end_of_line"][begin + len(line) - 1] = 1
+    return features
+
+
+def _mark_urls(source: str, begin: int, end: int, marks: np.ndarray) -> None:
+    text = source[begin:end]
+    position = 0
+    while True:
+        found = min((i for i in (text.find("http://", position), text.find("https://", position)) if i >= 0), default=-1)
+        if found < 0:
+            return
+        stop = found
+        while stop < len(text) and not text[stop].isspace() and text[stop] not in "\"'<>)":
+            stop += 1
+        marks[begin + found : begin + stop] = 1
+        position = stop
+
+
+class CharLSTM(nn.Module):
+    """Embedding, one or more LSTM layers, and a linear read-out over the vocabulary."""
+
+    def __init__(self, hidden: int = 256, layers: int = 1, embedding: int = 64, dropout: float = 0.1):
+        super().__init__()
+        self.hidden, self.layers = hidden, layers
+        self.embedding = nn.Embedding(len(VOCABULARY), embedding)
+        self.lstm = nn.LSTM(embedding, hidden, num_layers=layers, batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+        self.readout = nn.Linear(hidden, len(VOCABULARY))
+
+    def forward(self, codes: torch.Tensor, state=None):
+        output, state = self.lstm(self.embedding(codes), state)
+        return self.readout(self.dropout(output)), state
+
+
+@torch.no_grad()
+def cell_states(model: CharLSTM, text: str, layer: int = -1) -> dict[str, torch.Tensor]:
+    """Cell state c, tanh(c) and hidden state h of one LSTM layer after every character: (len(text), hidden)."""
+    codes = encode(text)
+    inputs = model.embedding(codes)
+    weights = [getattr(model.lstm, f"{name}_l{index}") for index in range(model.layers)
+               for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    layer = layer % model.layers
+    for index in range(layer + 1):
+        w_ih, w_hh, b_ih, b_hh = weights[4 * index : 4 * index + 4]
+        projected = inputs @ w_ih.T + b_ih + b_hh
+        h = torch.zeros(model.hidden)
+        c = torch.zeros(model.hidden)
+        hs, cs = [], []
+        for step in range(len(codes)):
+            gates = projected[step] + w_hh @ h
+            i, f, g, o = gates.chunk(4)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            hs.append(h)
+            cs.append(c)
+        inputs = torch.stack(hs)
+    cells = torch.stack(cs)
+    return {"c": cells, "tanh(c)": torch.tanh(cells), "h": inputs}
+
+
+def bits_per_character(model: CharLSTM, text: str, chunk: int = 2000) -> float:
+    """Cross-entropy in bits per character on ``text``, carrying the state across chunks."""
+    codes = encode(text)
+    state, total = None, 0.0
+    with torch.no_grad():
+        for start in range(0, len(codes) - 1, chunk):
+            inputs = codes[start : start + chunk][None]
+            targets = codes[start + 1 : start + chunk + 1][None]
+            inputs = inputs[:, : targets.shape[1]]
+            logits, state = model(inputs, state)
+            total += F.cross_entropy(logits[0], targets[0], reduction="sum").item()
+    return total / (len(codes) - 1) / math.log(2)
+
+
+@dataclass
+class TrainingState:
+    """Everything needed to resume training: weights, optimizer, step, stream positions, elapsed time."""
+
+    model: CharLSTM
+    optimizer: torch.optim.Optimizer
+    step: int = 0
+    seconds: float = 0.0
+    history: list[tuple[int, float]] = field(default_factory=list)
+
+
+def save_checkpoint(state: TrainingState, path: str | Path) -> None:
+    """Save plain state dicts and numbers (loadable with weights_only=True)."""
+    torch.save({"hidden": state.model.hidden, "layers": state.model.layers,
+                "embedding": state.model.embedding.embedding_dim, "model": state.model.state_dict(),
+                "optimizer": state.optimizer.state_dict(), "step": state.step, "seconds": state.seconds,
+                "history": state.history}, path)
+
+
+def load_model(path: str | Path | None = None) -> CharLSTM:
+    """A trained CharLSTM from a checkpoint (default: the one shipped in data/char_lstm.pt), in eval mode."""
+    path = Path(path) if path is not None else SHIPPED_CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"char-LSTM checkpoint {str(path)!r} not found; train one with 'interpviz train-text'")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        model = CharLSTM(checkpoint["hidden"], checkpoint["layers"], checkpoint["embedding"])
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, RuntimeError) as error:
+        raise ValueError(f"{str(path)!r} is not a char-LSTM checkpoint of this version: {error}") from error
+    return model.eval()
+
+
+def train(files: list[str], minutes: float, hidden: int = 256, layers: int = 1, streams: int = 32, window: int = 100,
+          lr: float = 2e-3, seed: int = 0, checkpoint: str | Path | None = None, every_minutes: float = 2.0,
+          resume: bool = False, progress: bool = True) -> TrainingState:
+    """Train statefully for ``minutes``: each epoch shuffles the files, joins them and cuts the result into
+    ``streams`` parallel streams; the state is carried across consecutive windows of a stream."""
+    if not files or not any(files):
+        raise ValueError("no training text")
+    torch.manual_seed(seed)
+    model = CharLSTM(hidden, layers)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    state = TrainingState(model, optimizer)
+    if resume and checkpoint and Path(checkpoint).is_file():
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state.step, state.seconds, state.history = saved["step"], saved["seconds"], list(map(tuple, saved["history"]))
+    started, last_save = time.time() - state.seconds, time.time()
+    bar = tqdm(desc="training char-LSTM", unit="step", disable=not progress)
+    model.train()
+    epoch = 0
+    while time.time() - started < minutes * 60:
+        order = np.random.default_rng(seed + epoch).permutation(len(files))
+        codes = encode("".join(files[i] for i in order))
+        length = len(codes) // streams
+        if length <= window:
+            raise ValueError(f"the text is too short for {streams} streams of windows of {window} characters")
+        data = codes[: length * streams].view(streams, length)
+        recurrent = None
+        for position in range(0, length - window - 1, window):
+            if time.time() - started >= minutes * 60:
+                break
+            inputs = data[:, position : position + window]
+            targets = data[:, position + 1 : position + window + 1]
+            logits, recurrent = model(inputs, recurrent)
+            recurrent = tuple(part.detach() for part in recurrent)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            state.step += 1
+            if state.step % 50 == 0:
+                state.history.append((state.step, loss.item() / math.log(2)))
+                bar.set_postfix(epoch=epoch, bits_per_char=f"{state.history[-1][1]:.3f}")
+            bar.update(1)
+            state.seconds = time.time() - started
+            if checkpoint and time.time() - last_save > every_minutes * 60:
+                save_checkpoint(state, checkpoint)
+                last_save = time.time()
+        epoch += 1
+    bar.close()
+    model.eval()
+    if checkpoint:
+        save_checkpoint(state, checkpoint)
+    return state
+
+
+def sample(model: CharLSTM, prompt: str, length: int = 300, temperature: float = 0.7, seed: int = 0) -> str:
+    """Continue ``prompt`` by sampling ``length`` characters at ``temperature``."""
+    generator = torch.Generator().manual_seed(seed)
+    codes = encode(prompt)
+    with torch.no_grad():
+        logits, state = model(codes[None])
+        produced = []
+        last = logits[0, -1]
+        for _ in range(length):
+            probabilities = F.softmax(last / temperature, dim=0)
+            code = int(torch.multinomial(probabilities, 1, generator=generator))
+            produced.append(code)
+            logits, state = model(torch.tensor([[code]]), state)
+            last = logits[0, -1]
+    return prompt + decode(produced)
+
+
+def auc_per_cell(values: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
+    """ROC AUC of every column of ``values`` (N, cells) for binary ``labels``, via the rank-sum formula."""
+    positive = torch.from_numpy(labels.astype(bool))
+    count_positive, count_negative = int(positive.sum()), int((~positive).sum())
+    if count_positive == 0 or count_negative == 0:
+        return torch.full((values.shape[1],), float("nan"))
+    ranks = values.argsort(dim=0).argsort(dim=0).double() + 1
+    rank_sum = ranks[positive].sum(dim=0)
+    return ((rank_sum - count_positive * (count_positive + 1) / 2) / (count_positive * count_negative)).float()
+
+
+def correlation_per_cell(values: torch.Tensor, target: np.ndarray) -> torch.Tensor:
+    """Pearson correlation of every column of ``values`` (N, cells) with ``target``."""
+    x = values.double() - values.double().mean(dim=0)
+    y = torch.from_numpy(target.astype(np.float64))
+    y = y - y.mean()
+    denominator = x.norm(dim=0) * y.norm()
+    return torch.where(denominator > 0, (x * y[:, None]).sum(dim=0) / denominator, torch.zeros_like(denominator)).float()
+
+
+@dataclass(frozen=True)
+class CellScore:
+    """How well one cell's activation (of one kind: c, tanh(c), h) tracks one feature."""
+
+    feature: str
+    cell: int
+    activation: str
+    score: float
+    measure: str
+
+
+def search_cells(states: dict[str, torch.Tensor], features: dict[str, np.ndarray], top: int = 3,
+                 auc_threshold: float = 0.8, correlation_threshold: float = 0.5) -> dict[str, dict]:
+    """For each feature: the best cells (AUC for binary features, |Pearson r| otherwise) and how many pass.
+
+    AUC is symmetric here: a cell that is *low* inside strings separates them as well as one that is high,
+    so max(AUC, 1 - AUC) is ranked.
+    """
+    report = {}
+    for name, target in features.items():
+        binary = name in BINARY_FEATURES
+        scored = []
+        passing = {}
+        for kind, values in states.items():
+            if binary:
+                raw = auc_per_cell(values, target)
+                strength = torch.maximum(raw, 1 - raw)
+                passing[kind] = int((strength > auc_threshold).sum())
+            else:
+                raw = correlation_per_cell(values, target)
+                strength = raw.abs()
+                passing[kind] = int((strength > correlation_threshold).sum())
+            for cell in strength.nan_to_num(0).topk(min(top, len(strength))).indices.tolist():
+                scored.append(CellScore(name, cell, kind, float(raw[cell]), "AUC" if binary else "r"))
+        scored.sort(key=lambda s: -(max(s.score, 1 - s.score) if binary else abs(s.score)))
+        report[name] = {"best": scored[:top], "passing": passing}
+    return report
+
+
+def colour_text_html(text: str, activation: np.ndarray | torch.Tensor, title: str = "") -> str:
+    """Text as HTML spans coloured by activation (blue negative, white zero, red positive), with a legend."""
+    import matplotlib
+
+    values = np.asarray(activation, dtype=np.float64)
+    scale = max(float(np.abs(values).max()), 1e-8)
+    colours = matplotlib.colormaps["RdBu_r"]((values / scale + 1) / 2)
+    spans = []
+    for char, colour in zip(text, colours):
+        shown = {"<": "&lt;", ">": "&gt;", "&": "&amp;", " ": "&nbsp;", "\n": "&#8629;<br>"}.get(char, char)
+        red, green, blue = (int(255 * part) for part in colour[:3])
+        spans.append(f'<span style="background:rgb({red},{green},{blue})">{shown}</span>')
+    legend = (f'<div style="font-size:80%">{title} <span style="background:rgb(33,102,172);color:white">&nbsp;'
+              f'{-scale:.2f}&nbsp;</span><span style="background:white">&nbsp;0&nbsp;</span>'
+              f'<span style="background:rgb(178,24,43);color:white">&nbsp;{scale:.2f}&nbsp;</span></div>')
+    return f'{legend}<div style="font-family:monospace;line-height:1.3">{"".join(spans)}</div>'
+
+
+def top_snippets(text: str, activation: np.ndarray | torch.Tensor, count: int = 5, context: int = 30) -> list[tuple[int, str]]:
+    """The ``count`` positions where a cell is most active, each with ``context`` characters either side."""
+    values = torch.as_tensor(np.asarray(activation))
+    chosen: list[int] = []
+    for position in values.argsort(descending=True).tolist():
+        if all(abs(position - other) > context for other in chosen):
+            chosen.append(position)
+        if len(chosen) == count:
+            break
+    return [(position, text[max(0, position - context) : position + context + 1]) for position in chosen]
