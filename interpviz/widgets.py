@@ -27,6 +27,13 @@ from interpviz.optvis.render import RenderResult, render
 from interpviz.plotting import dataset_examples_figure, image_grid
 
 
+def fit_slider(slider: widgets.IntSlider, count: int) -> None:
+    """Give an index slider the range 0 .. count - 1, keeping its value where it still fits."""
+    with slider.hold_trait_notifications():
+        slider.value = min(slider.value, count - 1)
+        slider.max = count - 1
+
+
 class FeatureExplorer:
     """Layer dropdown and channel slider showing one photo's feature map and the channel's top patches."""
 
@@ -58,10 +65,7 @@ class FeatureExplorer:
         return self._maps[layer]
 
     def _on_layer(self, change) -> None:
-        channels = self.model.layer(change["new"]).channels
-        with self.channel.hold_trait_notifications():
-            self.channel.value = min(self.channel.value, channels - 1)
-            self.channel.max = channels - 1
+        fit_slider(self.channel, self.model.layer(change["new"]).channels)
         self.redraw()
 
     def redraw(self) -> None:
@@ -146,10 +150,7 @@ class RenderExplorer:
         self.widget = widgets.HBox([controls, widgets.VBox([self.image, self.status])])
 
     def _on_layer(self, change) -> None:
-        channels = self.model.layer(change["new"]).channels
-        with self.channel.hold_trait_notifications():
-            self.channel.value = min(self.channel.value, channels - 1)
-            self.channel.max = channels - 1
+        fit_slider(self.channel, self.model.layer(change["new"]).channels)
         self.redraw()
 
     def _show_progress(self, step: int, images, value: float) -> None:
@@ -286,10 +287,7 @@ class DissectionExplorer:
         return self.cache[key]
 
     def _on_dissection_change(self, change) -> None:
-        units = self.result().units
-        with self.unit.hold_trait_notifications():
-            self.unit.value = min(self.unit.value, units - 1)
-            self.unit.max = units - 1
+        fit_slider(self.unit, self.result().units)
         self.redraw()
 
     def redraw(self) -> None:
@@ -388,10 +386,7 @@ class TabularUnitExplorer:
         return unit_activations(self.model, self.data, self.layer.value).shape[1]
 
     def _on_layer(self, change) -> None:
-        units = self._units()
-        with self.unit.hold_trait_notifications():
-            self.unit.value = min(self.unit.value, units - 1)
-            self.unit.max = units - 1
+        fit_slider(self.unit, self._units())
         self.redraw()
 
     def preferred(self):
