@@ -33,7 +33,7 @@ def status_kib(field: str) -> int:
 
 def lite_style(model, dataset, layer: str, count: int, quantile: float) -> tuple[np.ndarray, float]:
     """Store every feature map, quantile per unit, then loop per image and per unit; also the forward time."""
-    from interpviz.dissect import _image_batch, concept_batch
+    from interpviz.dissect import image_batch, concept_batch
     from interpviz.hooks import forward_to
 
     started = time.perf_counter()
@@ -41,7 +41,7 @@ def lite_style(model, dataset, layer: str, count: int, quantile: float) -> tuple
     with torch.no_grad():
         for start in range(0, count, 32):
             indices = list(range(start, min(start + 32, count)))
-            maps = forward_to(model, _image_batch(model, dataset, indices), layer, detach=True)[layer].numpy()
+            maps = forward_to(model, image_batch(model, dataset, indices), layer, detach=True)[layer].numpy()
             if features is None:
                 features = np.zeros((count, *maps.shape[1:]), np.float64)
             features[start : start + len(indices)] = maps
@@ -77,7 +77,7 @@ def streaming_forward_seconds(model, dataset, layer: str, count: int) -> float:
     """Time of interpviz's two forward passes alone (fast copy, same batches), to split its total."""
     import dataclasses
 
-    from interpviz.dissect import _image_batch
+    from interpviz.dissect import image_batch
     from interpviz.hooks import forward_to
     from interpviz.speed import fast_copy
 
@@ -87,7 +87,7 @@ def streaming_forward_seconds(model, dataset, layer: str, count: int) -> float:
         for _ in range(2):
             for start in range(0, count, 32):
                 indices = list(range(start, min(start + 32, count)))
-                forward_to(fast, _image_batch(fast, dataset, indices), layer, detach=True)
+                forward_to(fast, image_batch(fast, dataset, indices), layer, detach=True)
     return time.perf_counter() - started
 
 

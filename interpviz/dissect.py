@@ -293,7 +293,8 @@ def _batches(dataset: BrodenDataset, batch_size: int, limit: int | None) -> Iter
         yield list(range(start, min(start + batch_size, count)))
 
 
-def _image_batch(model: LoadedModel, dataset: BrodenDataset, indices: list[int]) -> torch.Tensor:
+def image_batch(model: LoadedModel, dataset: BrodenDataset, indices: Sequence[int]) -> torch.Tensor:
+    """Dataset images at their own size, normalised for the model, on its device."""
     images = np.stack([dataset.load_image(i) for i in indices])
     batch = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
     return model.preprocess.normalize(batch).to(model.device)
@@ -325,7 +326,7 @@ def dissect(model: LoadedModel, dataset: BrodenDataset, layers: str | Sequence[s
     trackers, lowest, highest = {}, {}, {}
     for indices in tqdm(list(_batches(dataset, settings.batch_size, limit)), desc="dissect 1/2: thresholds",
                         disable=not progress):
-        activations = forward_to(model, _image_batch(model, dataset, indices), names, detach=True)
+        activations = forward_to(model, image_batch(model, dataset, indices), names, detach=True)
         for name in names:
             values = sign * activations[name].float().cpu()
             flat = values.transpose(0, 1).reshape(values.shape[1], -1)
@@ -356,7 +357,7 @@ def dissect(model: LoadedModel, dataset: BrodenDataset, layers: str | Sequence[s
     concept_area = torch.zeros(labels_count, dtype=torch.float64)
     for indices in tqdm(list(_batches(dataset, settings.batch_size, limit)), desc="dissect 2/2: IoU",
                         disable=not progress):
-        activations = forward_to(model, _image_batch(model, dataset, indices), names, detach=True)
+        activations = forward_to(model, image_batch(model, dataset, indices), names, detach=True)
         concepts = concept_batch(dataset, indices, category_index)
         concept_masks = concepts.masks.to(model.device, torch.float32)
         concept_area.index_add_(0, concepts.labels, concepts.masks.sum(dim=(0, 2)).double())

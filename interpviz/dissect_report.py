@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from interpviz.broden import BrodenDataset
-from interpviz.dissect import LayerDissection
+from interpviz.dissect import LayerDissection, image_batch
 from interpviz.hooks import forward_to
 from interpviz.models.zoo import LoadedModel
 
@@ -25,8 +25,8 @@ from interpviz.models.zoo import LoadedModel
 def unit_masks(model: LoadedModel, dataset: BrodenDataset, result: LayerDissection, units: Sequence[int],
                image_indices: Sequence[int]) -> torch.Tensor:
     """Boolean (images, units, H, W) masks S_k >= T_k at image resolution, for the given images and units."""
-    images = torch.from_numpy(np.stack([dataset.load_image(i) for i in image_indices])).permute(0, 3, 1, 2).float() / 255
-    activations = forward_to(model, model.preprocess.normalize(images).to(model.device), result.layer, detach=True)
+    images = image_batch(model, dataset, image_indices)
+    activations = forward_to(model, images, result.layer, detach=True)
     values = result.settings.sign * activations[result.layer][:, list(units)].float().cpu()
     upsampled = F.interpolate(values, size=images.shape[-2:], mode="bilinear", align_corners=False)
     threshold = result.settings.sign * result.thresholds[list(units)]

@@ -197,7 +197,10 @@ def bits_per_character(model: CharLSTM, text: str, chunk: int = 2000) -> float:
 
 @dataclass
 class TrainingState:
-    """Everything needed to resume training: weights, optimizer, step, stream positions, elapsed time."""
+    """What a checkpoint keeps to resume training: weights, optimizer, step count, elapsed time, loss history.
+
+    A resumed run continues the step count and the time budget; the file order starts again from epoch 0.
+    """
 
     model: CharLSTM
     optimizer: torch.optim.Optimizer
