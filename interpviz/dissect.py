@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from interpviz.broden import BrodenDataset, Label
 from interpviz.hooks import forward_to
+from interpviz.images import to_tensor
 from interpviz.models.zoo import LoadedModel
 from interpviz.speed import fast_copy
 
@@ -295,8 +296,7 @@ def _batches(dataset: BrodenDataset, batch_size: int, limit: int | None) -> Iter
 
 def image_batch(model: LoadedModel, dataset: BrodenDataset, indices: Sequence[int]) -> torch.Tensor:
     """Dataset images at their own size, normalised for the model, on its device."""
-    images = np.stack([dataset.load_image(i) for i in indices])
-    batch = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
+    batch = to_tensor([dataset.load_image(i) for i in indices])
     return model.preprocess.normalize(batch).to(model.device)
 
 

@@ -22,6 +22,7 @@ from torch import nn
 
 from interpviz.hooks import forward_to
 from interpviz.optvis.render import frozen_model
+from interpviz.text import auc_per_cell, correlation_per_cell
 
 FEATURES = ("previous_credits", "mobile_contracts", "age", "income", "years_at_address", "noise_1", "noise_2", "noise_3")
 RULE_WEIGHTS_TEXT = ("+0.6 per previous credit above 2, +0.5 per mobile contract, -0.04 per year of age, "
@@ -116,10 +117,7 @@ def train_mlp(data: CreditData, epochs: int = 400, seed: int = 0) -> tuple[Credi
 
 
 def _auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
-    ranks = scores.argsort().argsort().double() + 1
-    positive = labels.bool()
-    count_positive, count_negative = int(positive.sum()), int((~positive).sum())
-    return float((ranks[positive].sum() - count_positive * (count_positive + 1) / 2) / (count_positive * count_negative))
+    return float(auc_per_cell(scores[:, None], labels.numpy())[0])
 
 
 HIDDEN_LAYERS = ("layers.1", "layers.3")
@@ -173,9 +171,5 @@ def preferred_input(model: CreditMLP, data: CreditData, layer: str, unit: int, p
 
 def feature_correlations(activations: torch.Tensor, data: CreditData) -> np.ndarray:
     """Pearson correlation of every unit (columns of ``activations``) with every raw feature: (units, 8)."""
-    a = activations.double().numpy()
-    f = data.features
-    a = a - a.mean(axis=0)
-    f = f - f.mean(axis=0)
-    denominator = np.outer(np.linalg.norm(a, axis=0), np.linalg.norm(f, axis=0))
-    return np.where(denominator > 0, a.T @ f / np.maximum(denominator, 1e-12), 0.0)
+    columns = [correlation_per_cell(activations, data.features[:, i]).numpy() for i in range(len(FEATURES))]
+    return np.stack(columns, axis=1).astype(np.float64)
