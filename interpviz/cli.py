@@ -202,7 +202,7 @@ def train_text_command(arguments: argparse.Namespace) -> int:
     print(f"corpus: {len(corpus.train)} training files ({len(corpus.text()):,} characters), "
           f"{len(corpus.validation)} validation files")
     state = text.train([source for _, source in corpus.train], minutes=arguments.minutes, hidden=arguments.hidden, layers=arguments.layers,
-                       seed=arguments.seed, checkpoint=arguments.output, resume=arguments.resume)
+                       lr=arguments.lr, final_lr=arguments.final_lr, seed=arguments.seed, checkpoint=arguments.output, resume=arguments.resume)
     validation = corpus.text("validation")[: arguments.validation_chars]
     bits = text.bits_per_character(state.model, validation)
     print(f"{state.step} steps in {state.seconds / 60:.1f} min; validation {bits:.3f} bits/char on "
@@ -260,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     text_parser.add_argument("--hidden", type=int, default=256)
     text_parser.add_argument("--layers", type=int, default=1)
     text_parser.add_argument("--seed", type=int, default=0)
+    text_parser.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3)")
+    text_parser.add_argument("--final-lr", type=float, default=None,
+                             help="anneal the learning rate from --lr to this value with a cosine over this run")
     text_parser.add_argument("--resume", action="store_true", help="continue from the checkpoint at --output")
     text_parser.add_argument("--validation-chars", type=int, default=300_000)
     text_parser.add_argument("-o", "--output", type=Path, default=Path("data/char_lstm.pt"))

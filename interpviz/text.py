@@ -2,7 +2,7 @@
 
 The corpus is the running interpreter's own standard library (on every machine). Ground-truth features
 for every character come from Python's ``tokenize``: inside a string literal, inside a one-line string,
-inside a comment, bracket depth, column, indentation of the line, end of line, inside a URL. The cell
+inside a comment, bracket depth, column, indentation of the logical line, end of line, inside a URL. The cell
 search ranks LSTM cells by how well their activation (c, tanh(c) or h) tracks each feature.
 """
 
@@ -84,8 +84,18 @@ FEATURES = ("in_string", "in_short_string", "in_comment", "bracket_depth", "colu
 BINARY_FEATURES = ("in_string", "in_short_string", "in_comment", "end_of_line", "in_url")
 
 
+NOT_CODE_TOKENS = {tokenize.INDENT, tokenize.DEDENT, tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT,
+                   tokenize.ENCODING, tokenize.ENDMARKER}
+
+
 def character_features(source: str) -> dict[str, np.ndarray]:
-    """Per-character ground truth from ``tokenize``; raises ValueError if the source does not tokenize."""
+    """Per-character ground truth from ``tokenize``; raises ValueError if the source does not tokenize.
+
+    ``indentation`` is the indentation of the logical line a character belongs to (the column of its first
+    token), from the first character of that line up to the next logical line: continuation lines inside
+    brackets and the lines of a docstring share their statement's value, and blank and comment-only lines
+    keep the value of the code above them, as the block structure does.
+    """
     lines = source.splitlines(keepends=True)
     starts = np.cumsum([0] + [len(line) for line in lines])
     size = len(source)
@@ -95,12 +105,19 @@ def character_features(source: str) -> dict[str, np.ndarray]:
         return int(starts[row - 1]) + col
 
     depth_changes = np.zeros(size + 1, np.float32)
+    indentation_changes: list[tuple[int, int]] = [(0, 0)]
+    starts_logical_line = True
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
     except (tokenize.TokenError, IndentationError, SyntaxError) as error:
         raise ValueError(f"source does not tokenize: {error}") from error
     for token in tokens:
         begin, end = offset(*token.start), offset(*token.end)
+        if token.type == tokenize.NEWLINE:
+            starts_logical_line = True
+        elif token.type not in NOT_CODE_TOKENS and starts_logical_line:
+            indentation_changes.append((offset(token.start[0], 0), token.start[1]))
+            starts_logical_line = False
         if token.type == tokenize.STRING:
             features["in_string"][begin:end] = 1
             if token.start[0] == token.end[0]:
@@ -114,12 +131,12 @@ def character_features(source: str) -> dict[str, np.ndarray]:
         elif token.type == tokenize.OP and token.string in ")]}":
             depth_changes[begin + 1] -= 1
     features["bracket_depth"] = np.cumsum(depth_changes)[:size]
+    for (begin, value), (end, _) in zip(indentation_changes, indentation_changes[1:] + [(size, 0)]):
+        features["indentation"][begin:end] = value
     for row, line in enumerate(lines):
         begin = int(starts[row])
         columns = np.arange(len(line), dtype=np.float32)
         features["column"][begin : begin + len(line)] = columns
-        stripped = line.lstrip(" ")
-        features["indentation"][begin : begin + len(line)] = len(line) - len(stripped) if stripped.strip() else 0
         if line.endswith("\n"):
             features["end_of_line"][begin + len(line) - 1] = 1
     return features
@@ -232,10 +249,14 @@ def load_model(path: str | Path | None = None) -> CharLSTM:
 
 
 def train(files: list[str], minutes: float, hidden: int = 256, layers: int = 1, streams: int = 32, window: int = 100,
-          lr: float = 2e-3, seed: int = 0, checkpoint: str | Path | None = None, every_minutes: float = 2.0,
-          resume: bool = False, progress: bool = True) -> TrainingState:
+          lr: float = 2e-3, final_lr: float | None = None, seed: int = 0, checkpoint: str | Path | None = None,
+          every_minutes: float = 2.0, resume: bool = False, progress: bool = True) -> TrainingState:
     """Train statefully for ``minutes``: each epoch shuffles the files, joins them and cuts the result into
-    ``streams`` parallel streams; the state is carried across consecutive windows of a stream."""
+    ``streams`` parallel streams; the state is carried across consecutive windows of a stream.
+
+    The learning rate is ``lr`` throughout, or, with ``final_lr``, follows a cosine from ``lr`` down to
+    ``final_lr`` over this call's share of the time budget (so a resumed run can anneal a plateaued model).
+    """
     if not files or not any(files):
         raise ValueError("no training text")
     torch.manual_seed(seed)
@@ -248,6 +269,7 @@ def train(files: list[str], minutes: float, hidden: int = 256, layers: int = 1, 
         optimizer.load_state_dict(saved["optimizer"])
         state.step, state.seconds, state.history = saved["step"], saved["seconds"], list(map(tuple, saved["history"]))
     started, last_save = time.time() - state.seconds, time.time()
+    schedule_start, schedule_seconds = time.time(), max(minutes * 60 - state.seconds, 1e-9)
     bar = tqdm(desc="training char-LSTM", unit="step", disable=not progress)
     model.train()
     epoch = 0
@@ -262,6 +284,10 @@ def train(files: list[str], minutes: float, hidden: int = 256, layers: int = 1, 
         for position in range(0, length - window - 1, window):
             if time.time() - started >= minutes * 60:
                 break
+            if final_lr is not None:
+                progress_share = min((time.time() - schedule_start) / schedule_seconds, 1.0)
+                for group in optimizer.param_groups:
+                    group["lr"] = final_lr + (lr - final_lr) * 0.5 * (1 + math.cos(math.pi * progress_share))
             inputs = data[:, position : position + window]
             targets = data[:, position + 1 : position + window + 1]
             logits, recurrent = model(inputs, recurrent)

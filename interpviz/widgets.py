@@ -429,3 +429,106 @@ class TabularUnitExplorer:
         """Draw once and return the widget for display."""
         self.redraw()
         return self.widget
+
+
+class ExperimentExplorer:
+    """Experiment, layer and IoU-threshold selectors over finished dissections: counts per network, recounted live.
+
+    ``experiments`` maps an experiment's name to its networks' dissections: {experiment: {network: {layer: result}}}.
+    """
+
+    def __init__(self, experiments: dict[str, dict[str, dict[str, LayerDissection]]], iou_threshold: float = 0.04):
+        self.experiments = experiments
+        self.experiment = widgets.Dropdown(options=list(experiments), description="experiment")
+        self.layer = widgets.Dropdown(options=self._layers(), description="layer")
+        self.iou_threshold = widgets.FloatSlider(value=iou_threshold, min=0.0, max=0.3, step=0.01,
+                                                 description="IoU thr.", continuous_update=False)
+        self.table, self.output = widgets.HTML(), widgets.Output()
+        self.experiment.observe(self._on_experiment, names="value")
+        for control in (self.layer, self.iou_threshold):
+            control.observe(lambda change: self.redraw(), names="value")
+        self.widget = widgets.VBox([widgets.HBox([self.experiment, self.layer, self.iou_threshold]), self.output,
+                                    self.table])
+
+    def _layers(self) -> list[str]:
+        networks = self.experiments[self.experiment.value].values()
+        return [layer for layer in next(iter(networks)) if all(layer in results for results in networks)]
+
+    def _on_experiment(self, change) -> None:
+        layers = self._layers()
+        with self.layer.hold_trait_notifications():
+            previous = self.layer.value
+            self.layer.options = layers
+            self.layer.value = previous if previous in layers else layers[-1]
+        self.redraw()
+
+    def results(self) -> dict[str, LayerDissection]:
+        """The chosen layer's dissection for every network of the chosen experiment."""
+        return {network: results[self.layer.value] for network, results in self.experiments[self.experiment.value].items()}
+
+    def redraw(self) -> None:
+        """Unique detectors by category for each network, and the table of counts."""
+        from interpviz.experiments import counts_figure, detector_table, table_html
+
+        results, threshold = self.results(), self.iou_threshold.value
+        values = {network: result.unique_detectors_by_category(threshold) for network, result in results.items()}
+        self.table.value = table_html(detector_table(results, threshold))
+        with self.output:
+            self.output.clear_output(wait=True)
+            figure = counts_figure(values, f"{self.experiment.value}: {self.layer.value}, IoU > {threshold:.2f}")
+            display(figure)
+            plt.close(figure)
+
+    def show(self) -> widgets.VBox:
+        """Draw once and return the widget for display."""
+        self.redraw()
+        return self.widget
+
+
+class RotationExplorer:
+    """Rotation amount slider: the detector count along the sweep, and a few units' labels and top images at a."""
+
+    def __init__(self, model, dataset: BrodenDataset, sweep, units: Sequence[int] = (0, 1, 2, 3), images_per_unit: int = 3):
+        self.model, self.dataset, self.sweep = model, dataset, sweep
+        self.units, self.images_per_unit = list(units), images_per_unit
+        self.amount = widgets.SelectionSlider(options=[(f"{a:.2f}", i) for i, a in enumerate(sweep.amounts)],
+                                              description="rotation a", continuous_update=False)
+        self.summary, self.output = widgets.HTML(), widgets.Output()
+        self.amount.observe(lambda change: self.redraw(), names="value")
+        self.widget = widgets.VBox([self.amount, self.summary, self.output])
+
+    def redraw(self) -> None:
+        """Mark the amount on the curve; show the chosen units' labels and top images in the rotated basis."""
+        from interpviz.rotation import fractional_rotation
+        from interpviz.smallcnn import as_loaded, rotated
+
+        index = self.amount.value
+        amount, result = self.sweep.amounts[index], self.sweep.results[index]
+        unique = self.sweep.unique_detectors()
+        self.summary.value = (f"a = {amount:.2f}: {unique[index]} unique detectors, {len(result.detectors())} detector "
+                              f"units of {result.units} (a = 0: {unique[0]} unique)")
+        network = as_loaded(rotated(self.model, fractional_rotation(self.sweep.rotation, amount)))
+        best = result.best()
+        with self.output:
+            self.output.clear_output(wait=True)
+            figure, axis = plt.subplots(figsize=(4, 2.4))
+            axis.plot(self.sweep.amounts, unique, marker="o")
+            axis.axvline(amount, color="tab:red")
+            axis.set_xlabel("rotation amount a")
+            axis.set_ylabel("unique detectors")
+            figure.tight_layout()
+            display(figure)
+            plt.close(figure)
+            overlays, titles = [], []
+            for unit in self.units:
+                unit_overlays = top_image_overlays(network, self.dataset, result, unit, self.images_per_unit)
+                overlays += unit_overlays
+                titles += [f"unit {unit}: {best[unit].label} {best[unit].iou:.2f}"] + [""] * (len(unit_overlays) - 1)
+            figure = image_grid(overlays, titles=titles, columns=self.images_per_unit, cell_inches=1.5)
+            display(figure)
+            plt.close(figure)
+
+    def show(self) -> widgets.VBox:
+        """Draw once and return the widget for display."""
+        self.redraw()
+        return self.widget

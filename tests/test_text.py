@@ -31,9 +31,19 @@ def test_features_from_tokenize():
     long_string = SNIPPET.index('"""long')
     assert features["in_string"][long_string] and not features["in_short_string"][long_string]
     second_line = SNIPPET.index("    2])")
-    assert features["indentation"][second_line + 5] == 4 and features["column"][second_line + 5] == 5
+    assert features["indentation"][second_line + 5] == 0, "a continuation line belongs to its statement"
+    assert features["column"][second_line + 5] == 5
     assert features["end_of_line"].sum() == SNIPPET.count("\n")
     assert features["end_of_line"][SNIPPET.index("\n")] == 1
+
+
+def test_indentation_follows_the_block_structure():
+    source = "def f(x):\n    if x:\n\n        return [1,\n                2]\n    # note\n    return 0\n"
+    indentation = text.character_features(source)["indentation"]
+    expected = {"def f": 0, "if x": 4, "\n\n": 4, "return [": 8, "2]": 8, "# note": 8, "return 0": 4}
+    for piece, value in expected.items():
+        assert indentation[source.index(piece) + 1] == value, piece
+    assert indentation[source.index("    if x")] == 4, "the leading spaces belong to their line"
 
 
 def test_untokenizable_source_is_an_error():
@@ -124,6 +134,15 @@ def test_training_resumes_where_it_stopped(tmp_path):
     resumed = text.train(corpus, minutes=0.02, hidden=8, streams=2, window=10, checkpoint=tmp_path / "c.pt",
                          resume=True, progress=False)
     assert resumed.step > first.step
+
+
+def test_final_lr_anneals_over_the_run_and_constant_lr_stays(tmp_path):
+    corpus = ["for i in range(3):\n    print(i)\n" * 40]
+    constant = text.train(corpus, minutes=0.01, hidden=8, streams=2, window=10, lr=1e-2, progress=False)
+    assert constant.optimizer.param_groups[0]["lr"] == 1e-2
+    annealed = text.train(corpus, minutes=0.01, hidden=8, streams=2, window=10, lr=1e-2, final_lr=1e-4,
+                          progress=False)
+    assert annealed.step > 1 and annealed.optimizer.param_groups[0]["lr"] < 1e-3
 
 
 def test_corpus_split_is_by_file_and_deterministic(tmp_path):
