@@ -7,6 +7,7 @@ dissections (training over time, fine-tuning), and the rotation experiment with 
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ from interpviz import smallcnn
 from interpviz.broden import BrodenDataset
 from interpviz.dissect import DissectionSettings, LayerDissection, dissect
 from interpviz.models.zoo import LoadedModel
-from interpviz.rotation import fractional_rotation, random_rotation
+from interpviz.rotation import fractional_rotation, random_rotation, with_rotated_output
 
 
 def dissect_networks(networks: dict[str, nn.Module | LoadedModel], dataset: BrodenDataset, layers: str | list[str],
@@ -151,10 +152,11 @@ def counts_figure(values: dict[str, dict[str, float]], title: str, ylabel: str =
 
 @dataclass
 class RotationSweep:
-    """Dissections of a network's conv5 rotated by Q^a for each amount a, with Q drawn from ``seed``."""
+    """Dissections of a network's layer rotated by Q^a for each amount a, with Q drawn from ``seed``."""
 
     amounts: list[float]
     rotation: torch.Tensor
+    layer: str
     results: list[LayerDissection]
 
     def unique_detectors(self, iou_threshold: float | None = None) -> list[int]:
@@ -176,17 +178,29 @@ class RotationSweep:
         return [sum(unit.iou for unit in result.best()) / result.units for result in self.results]
 
 
-def rotation_sweep(model: smallcnn.SmallCNN, dataset: BrodenDataset, amounts: list[float], seed: int = 0,
-                   settings: DissectionSettings = DissectionSettings(), limit: int | None = None,
-                   progress: bool = True) -> RotationSweep:
-    """Dissect conv5 of ``smallcnn.rotated(model, Q^a)`` for every amount a (the network's function is unchanged)."""
-    rotation = random_rotation(model.classifier.in_features, seed)
+def rotated_network(model: smallcnn.SmallCNN | LoadedModel, rotation: torch.Tensor, layer: str = "conv5") -> LoadedModel:
+    """The network with ``layer`` rotated: a SmallCNN with R^T folded into its classifier (the same function);
+    any other model with the rotation inserted after the layer (for dissecting that layer only)."""
+    if isinstance(model, smallcnn.SmallCNN):
+        if layer != "conv5":
+            raise ValueError(f"a SmallCNN is rotated at conv5 (the layer before its linear classifier), not {layer!r}")
+        return smallcnn.as_loaded(smallcnn.rotated(model, rotation))
+    path = model.layer_aliases.get(model.layer(layer).name, model.layer(layer).name)
+    return dataclasses.replace(model, module=with_rotated_output(model.module, path, rotation))
+
+
+def rotation_sweep(model: smallcnn.SmallCNN | LoadedModel, dataset: BrodenDataset, amounts: list[float],
+                   layer: str = "conv5", seed: int = 0, settings: DissectionSettings = DissectionSettings(),
+                   limit: int | None = None, progress: bool = True) -> RotationSweep:
+    """Dissect ``layer`` rotated by Q^a for every amount a, with one random rotation Q drawn from ``seed``."""
+    channels = (model.classifier.in_features if isinstance(model, smallcnn.SmallCNN)
+                else model.layer(layer).output_shape[0])
+    rotation = random_rotation(channels, seed)
     results = []
     for amount in tqdm(amounts, desc="rotating and dissecting", disable=not progress):
-        network = smallcnn.rotated(model, fractional_rotation(rotation, amount))
-        results.append(dissect(smallcnn.as_loaded(network), dataset, "conv5", settings, limit=limit,
-                               progress=False)["conv5"])
-    return RotationSweep(list(amounts), rotation, results)
+        network = rotated_network(model, fractional_rotation(rotation, amount), layer)
+        results.append(next(iter(dissect(network, dataset, layer, settings, limit=limit, progress=False).values())))
+    return RotationSweep(list(amounts), rotation, layer, results)
 
 
 @torch.no_grad()

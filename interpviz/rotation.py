@@ -14,6 +14,8 @@ function, so discriminative power is unchanged by construction.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -60,3 +62,18 @@ def fold_into_linear(linear: nn.Linear, rotation: torch.Tensor) -> nn.Linear:
         if linear.bias is not None:
             folded.bias.copy_(linear.bias)
     return folded
+
+
+def with_rotated_output(module: nn.Module, layer: str, rotation: torch.Tensor) -> nn.Module:
+    """A copy of ``module`` in which the submodule at path ``layer`` is followed by ``ChannelRotation(rotation)``.
+
+    Enough to dissect the rotated basis of any layer; the layers after it then receive rotated input, so
+    the copy computes the same function only where the rotation is folded into what follows.
+    """
+    rotated = copy.deepcopy(module)
+    parent_path, _, child = layer.rpartition(".")
+    parent = rotated.get_submodule(parent_path) if parent_path else rotated
+    original = getattr(parent, child)
+    device = next(original.parameters(), torch.empty(0)).device
+    setattr(parent, child, nn.Sequential(original, ChannelRotation(rotation).to(device)))
+    return rotated

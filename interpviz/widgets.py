@@ -486,7 +486,10 @@ class ExperimentExplorer:
 
 
 class RotationExplorer:
-    """Rotation amount slider: the detector count along the sweep, and a few units' labels and top images at a."""
+    """Rotation amount slider: the detector count along the sweep, and a few units' labels and top images at a.
+
+    ``model`` is the network the sweep rotated (a SmallCNN or a LoadedModel).
+    """
 
     def __init__(self, model, dataset: BrodenDataset, sweep, units: Sequence[int] = (0, 1, 2, 3), images_per_unit: int = 3):
         self.model, self.dataset, self.sweep = model, dataset, sweep
@@ -499,15 +502,15 @@ class RotationExplorer:
 
     def redraw(self) -> None:
         """Mark the amount on the curve; show the chosen units' labels and top images in the rotated basis."""
+        from interpviz.experiments import rotated_network
         from interpviz.rotation import fractional_rotation
-        from interpviz.smallcnn import as_loaded, rotated
 
         index = self.amount.value
         amount, result = self.sweep.amounts[index], self.sweep.results[index]
         unique = self.sweep.unique_detectors()
         self.summary.value = (f"a = {amount:.2f}: {unique[index]} unique detectors, {len(result.detectors())} detector "
                               f"units of {result.units} (a = 0: {unique[0]} unique)")
-        network = as_loaded(rotated(self.model, fractional_rotation(self.sweep.rotation, amount)))
+        network = rotated_network(self.model, fractional_rotation(self.sweep.rotation, amount), self.sweep.layer)
         best = result.best()
         with self.output:
             self.output.clear_output(wait=True)

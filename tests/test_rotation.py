@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from interpviz.rotation import ChannelRotation, fold_into_linear, fractional_rotation, random_rotation
+from interpviz.rotation import ChannelRotation, fold_into_linear, fractional_rotation, random_rotation, with_rotated_output
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +46,28 @@ def test_folding_the_inverse_rotation_preserves_the_function(rotation):
         assert torch.allclose(rotated(x), original(x), atol=1e-5)
         features = trunk(x)
         assert not torch.allclose(ChannelRotation(rotation)(features), features, atol=1e-3)
+
+
+def test_a_rotated_output_is_inserted_into_a_copy(rotation):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 12, 3, padding=1), nn.ReLU(), nn.Conv2d(12, 4, 1)).eval()
+    turned = with_rotated_output(model, "1", rotation)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        expected = ChannelRotation(rotation)(model[1](model[0](x)))
+        assert torch.allclose(turned[1](turned[0](x)), expected, atol=1e-5)
+    assert isinstance(model[1], nn.ReLU), "the original model is not changed"
+    assert turned[0].weight is not model[0].weight
+
+
+def test_rotation_sweep_on_a_zoo_model_layer(lite0):
+    from interpviz import experiments
+    from interpviz.concepts import synthetic_dataset
+
+    dataset = synthetic_dataset(count=120, progress=False)
+    sweep = experiments.rotation_sweep(lite0, dataset, [0.0, 1.0], layer="blocks.4", limit=32, progress=False)
+    plain = experiments.dissect_networks({"plain": lite0}, dataset, ["blocks.4"], limit=32, progress=False)["plain"]
+    assert sweep.rotation.shape == (40, 40) and sweep.layer == "blocks.4"
+    assert (sweep.results[0].iou - plain["blocks.4"].iou).abs().max() < 0.01
+    assert not torch.allclose(sweep.results[1].iou, sweep.results[0].iou, atol=1e-3)
+    assert "blocks.4" in dict(lite0.module.named_modules()) and not isinstance(lite0.module.blocks[4], nn.Sequential)
