@@ -205,10 +205,12 @@ def rotation_sweep(model: smallcnn.SmallCNN | LoadedModel, dataset: BrodenDatase
 
 @torch.no_grad()
 def pooled_features(model: smallcnn.SmallCNN, data: smallcnn.TaskData, batch_size: int = 200) -> torch.Tensor:
-    """conv5 averaged over positions for every image of ``data``: (images, channels)."""
+    """conv5 averaged over positions for every image of ``data``: (images, channels), in eval mode."""
+    was_training = model.training
     model.eval()
     rows = [model.features(data.images[start : start + batch_size].float() / 255).mean(dim=(2, 3))
             for start in range(0, len(data.images), batch_size)]
+    model.train(was_training)
     return torch.cat(rows)
 
 

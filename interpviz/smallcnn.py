@@ -316,8 +316,9 @@ def random_network(config: TrainingConfig = TrainingConfig()) -> SmallCNN:
 
 
 def as_loaded(model: SmallCNN, name: str = "smallcnn") -> LoadedModel:
-    """The network as an interpviz model (it reads [0, 1] images), for ``dissect`` and the widgets."""
-    return wrap(model.eval(), name=name)
+    """The network as an interpviz model (it reads [0, 1] images), for ``dissect`` and the widgets; its mode
+    is left alone (``dissect`` works on an eval-mode copy)."""
+    return wrap(model, name=name)
 
 
 def rotated(model: SmallCNN, rotation: torch.Tensor) -> SmallCNN:
