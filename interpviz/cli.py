@@ -31,6 +31,10 @@ def doctor() -> int:
             print(f"  {name}: ImageNet weights at {path}")
         else:
             print(f"  {name}: random weights only until {path.name} is in {path.parent} (from {url})")
+    trained = sorted((settings.cache_dir() / "smallcnn").glob("*.pt"))
+    print(f"small CNNs trained and cached: {len(trained)} (chapters 07 and 08 train missing ones on first use)")
+    for path in trained:
+        print(f"  {path.stem}")
     return 0
 
 

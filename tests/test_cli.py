@@ -3,12 +3,16 @@ import nbformat
 from interpviz import cli
 
 
-def test_doctor_reports_every_model(capsys):
+def test_doctor_reports_every_model(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("INTERPVIZ_CACHE", str(tmp_path))
+    (tmp_path / "smallcnn").mkdir()
+    (tmp_path / "smallcnn" / "smallcnn_all_w4.pt").write_bytes(b"")
     assert cli.main(["doctor"]) == 0
     printed = capsys.readouterr().out
     for name in ("efficientnet_lite0", "googlenet", "resnet18", "alexnet", "vgg16"):
         assert f"  {name}: " in printed
     assert "efficientnet_lite0: ImageNet weights at" in printed
+    assert "small CNNs trained and cached: 1" in printed and "  smallcnn_all_w4\n" in printed
 
 
 def test_book_executes_notebooks_and_writes_an_index(tmp_path):
