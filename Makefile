@@ -25,6 +25,7 @@ bench: $(STAMP)  ## timing scripts (installs torch-lucent, the comparison baseli
 	$(BIN)/python -m pip install -e ".[dev,bench]"
 	$(BIN)/python benchmarks/forward_to.py
 	$(BIN)/python benchmarks/optvis_vs_lucent.py
+	$(BIN)/python benchmarks/dissect_vs_lite_baseline.py
 
 doctor: $(STAMP)  ## which weights and data this machine has
 	$(BIN)/interpviz doctor
