@@ -250,6 +250,10 @@ class LayerDissection:
             counts[category] = len({unit.label for unit in self.best(category) if unit.iou > threshold})
         return counts
 
+    def unique_detectors_summed(self, iou_threshold: float | None = None) -> int:
+        """The paper's figure: ``unique_detectors_by_category`` summed over the categories."""
+        return sum(self.unique_detectors_by_category(iou_threshold).values())
+
     def detectors_by_category(self, iou_threshold: float | None = None) -> dict[str, int]:
         """How many detector units have their best concept in each category."""
         counts = {category: 0 for category in self.categories}
@@ -376,9 +380,10 @@ def dissect(model: LoadedModel, dataset: BrodenDataset, layers: str | Sequence[s
                 units = reachable[row].nonzero().squeeze(1)
                 if units.numel() == 0:
                     continue
-                upsampled = F.interpolate(values[row, units.to(values.device)][None], size=segmentation_size,
+                on_device = units.to(values.device)
+                upsampled = F.interpolate(values[row, on_device][None], size=segmentation_size,
                                           mode="bilinear", align_corners=False)[0]
-                masks = (upsampled >= threshold[units.to(values.device), None, None]).flatten(1).float()
+                masks = (upsampled >= threshold[on_device, None, None]).flatten(1).float()
                 total["intersection"][units[:, None], concepts.labels[None, :]] += (
                     masks @ concept_masks[row].T).double().cpu()
                 area = masks.sum(dim=1, keepdim=True)

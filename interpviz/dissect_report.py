@@ -19,6 +19,7 @@ from interpviz.broden import BrodenDataset
 from interpviz.dissect import LayerDissection, image_batch
 from interpviz.hooks import forward_to
 from interpviz.models.zoo import LoadedModel
+from interpviz.plotting import image_grid
 
 
 @torch.no_grad()
@@ -49,6 +50,18 @@ def top_image_overlays(model: LoadedModel, dataset: BrodenDataset, result: Layer
     return [overlay(dataset.load_image(i), masks[n, 0].numpy()) for n, i in enumerate(indices)]
 
 
+def top_images_figure(model: LoadedModel, dataset: BrodenDataset, result: LayerDissection, units: Sequence[int],
+                      count: int = 4, cell_inches: float = 1.6) -> Figure:
+    """One row per unit: its top images with its mask, the first titled with the unit's best concept and IoU."""
+    best = result.best()
+    images, titles = [], []
+    for unit in units:
+        overlays = top_image_overlays(model, dataset, result, unit, count)
+        images += overlays
+        titles += [f"unit {unit}: {best[unit].label} ({best[unit].iou:.2f})"] + [""] * (len(overlays) - 1)
+    return image_grid(images, titles=titles, columns=count, cell_inches=cell_inches)
+
+
 def detectors_by_category_figure(result: LayerDissection, iou_threshold: float | None = None) -> Figure:
     """Bar chart: how many detector units each category has in one layer."""
     counts = result.detectors_by_category(iou_threshold)
@@ -76,6 +89,13 @@ def detectors_across_layers_figure(results: dict[str, LayerDissection], iou_thre
     axis.legend(fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
     figure.tight_layout()
     return figure
+
+
+def category_share(results: dict[str, LayerDissection], layers: Sequence[str], categories: Sequence[str]) -> float:
+    """Share of the unique detectors (the paper's count) of ``layers`` that fall in ``categories``; NaN if none."""
+    counts = [results[layer].unique_detectors_by_category() for layer in layers]
+    total = sum(sum(count.values()) for count in counts)
+    return sum(count.get(category, 0) for count in counts for category in categories) / total if total else float("nan")
 
 
 def _data_uri(image: np.ndarray | Figure, size: int | None = None) -> str:

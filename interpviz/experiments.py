@@ -41,10 +41,9 @@ def detector_table(results: dict[str, LayerDissection], iou_threshold: float | N
     """One row per entry: units, detector units, both unique-detector counts, detectors per category."""
     rows = []
     for name, result in results.items():
-        by_category = result.unique_detectors_by_category(iou_threshold)
         rows.append({"name": name, "units": result.units, "detectors": len(result.detectors(iou_threshold)),
                      "unique (Lite)": result.unique_detectors(iou_threshold),
-                     "unique (paper)": sum(by_category.values()),
+                     "unique (paper)": result.unique_detectors_summed(iou_threshold),
                      **{f"{category} units": count for category, count in
                         result.detectors_by_category(iou_threshold).items()}})
     return rows
@@ -166,7 +165,7 @@ class RotationSweep:
         return [len(result.detectors(iou_threshold)) for result in self.results]
 
     def unique_detectors_paper(self, iou_threshold: float | None = None) -> list[int]:
-        return [sum(result.unique_detectors_by_category(iou_threshold).values()) for result in self.results]
+        return [result.unique_detectors_summed(iou_threshold) for result in self.results]
 
     def by_category(self, iou_threshold: float | None = None) -> dict[str, list[int]]:
         """Unique detectors (the paper's count) per category, for every amount."""
@@ -185,8 +184,7 @@ def rotated_network(model: smallcnn.SmallCNN | LoadedModel, rotation: torch.Tens
         if layer != "conv5":
             raise ValueError(f"a SmallCNN is rotated at conv5 (the layer before its linear classifier), not {layer!r}")
         return smallcnn.as_loaded(smallcnn.rotated(model, rotation))
-    path = model.layer_aliases.get(model.layer(layer).name, model.layer(layer).name)
-    return dataclasses.replace(model, module=with_rotated_output(model.module, path, rotation))
+    return dataclasses.replace(model, module=with_rotated_output(model.module, model.layer(layer).name, rotation))
 
 
 def rotation_sweep(model: smallcnn.SmallCNN | LoadedModel, dataset: BrodenDataset, amounts: list[float],

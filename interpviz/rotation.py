@@ -73,7 +73,6 @@ def with_rotated_output(module: nn.Module, layer: str, rotation: torch.Tensor) -
     rotated = copy.deepcopy(module)
     parent_path, _, child = layer.rpartition(".")
     parent = rotated.get_submodule(parent_path) if parent_path else rotated
-    original = getattr(parent, child)
-    device = next(original.parameters(), torch.empty(0)).device
-    setattr(parent, child, nn.Sequential(original, ChannelRotation(rotation).to(device)))
+    device = next(rotated.parameters(), torch.empty(0)).device
+    setattr(parent, child, nn.Sequential(getattr(parent, child), ChannelRotation(rotation).to(device)))
     return rotated

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from interpviz import concepts, settings
 from interpviz.models.zoo import LoadedModel, wrap
-from interpviz.rotation import ChannelRotation, fold_into_linear
+from interpviz.rotation import fold_into_linear, with_rotated_output
 
 WORKING_SIZE = 112
 TASK_OUTPUTS = {"texture_scene": 13, "shapes": 8, "all": 21}
@@ -330,7 +330,6 @@ def rotated(model: SmallCNN, rotation: torch.Tensor) -> SmallCNN:
     channels = model.classifier.in_features
     if rotation.shape != (channels, channels):
         raise ValueError(f"conv5 has {channels} channels; the rotation is {tuple(rotation.shape)}")
-    copy_of_model = copy.deepcopy(model)
-    copy_of_model.conv5 = nn.Sequential(*copy_of_model.conv5, ChannelRotation(rotation))
-    copy_of_model.classifier = fold_into_linear(model.classifier, rotation)
-    return copy_of_model.eval()
+    turned = with_rotated_output(model, "conv5", rotation)
+    turned.classifier = fold_into_linear(model.classifier, rotation)
+    return turned.eval()

@@ -17,7 +17,7 @@ from interpviz.activations import ChannelMaxima, channel_maxima, feature_maps
 from interpviz.broden import BrodenDataset
 from interpviz.data import ImageSet
 from interpviz.dissect import LayerDissection, dissect
-from interpviz.dissect_report import top_image_overlays
+from interpviz.dissect_report import top_image_overlays, top_images_figure
 from interpviz.images import to_pil
 from interpviz.models.zoo import LoadedModel
 from interpviz.optvis.objectives import Objective, channel_objective, layer_objective, neuron_objective
@@ -511,7 +511,6 @@ class RotationExplorer:
         self.summary.value = (f"a = {amount:.2f}: {unique[index]} unique detectors, {len(result.detectors())} detector "
                               f"units of {result.units} (a = 0: {unique[0]} unique)")
         network = rotated_network(self.model, fractional_rotation(self.sweep.rotation, amount), self.sweep.layer)
-        best = result.best()
         with self.output:
             self.output.clear_output(wait=True)
             figure, axis = plt.subplots(figsize=(4, 2.4))
@@ -522,12 +521,7 @@ class RotationExplorer:
             figure.tight_layout()
             display(figure)
             plt.close(figure)
-            overlays, titles = [], []
-            for unit in self.units:
-                unit_overlays = top_image_overlays(network, self.dataset, result, unit, self.images_per_unit)
-                overlays += unit_overlays
-                titles += [f"unit {unit}: {best[unit].label} {best[unit].iou:.2f}"] + [""] * (len(unit_overlays) - 1)
-            figure = image_grid(overlays, titles=titles, columns=self.images_per_unit, cell_inches=1.5)
+            figure = top_images_figure(network, self.dataset, result, self.units, self.images_per_unit, cell_inches=1.5)
             display(figure)
             plt.close(figure)
 

@@ -158,7 +158,9 @@ class _Negate(nn.Module):
 def test_counts_tally_and_settings(small_set, tiny_model, tmp_path):
     result = dissect(tiny_model, small_set, "2", DissectionSettings(iou_threshold=0.0), progress=False)["2"]
     assert len(result.detectors(0.0)) == sum(result.detectors_by_category(0.0).values())
-    assert result.unique_detectors(0.0) <= sum(result.unique_detectors_by_category(0.0).values())
+    assert result.unique_detectors_summed(0.0) == sum(result.unique_detectors_by_category(0.0).values())
+    assert result.unique_detectors(0.0) <= result.unique_detectors_summed(0.0)
+    assert result.unique_detectors_summed(1.1) == 0
     assert result.detectors(1.1) == [] and result.unique_detectors(1.1) == 0
     lines = result.write_tally(tmp_path / "tally.csv").read_text().splitlines()
     assert lines[0].startswith("unit,category,label,score,color-label,color-truth,color-activation,color-intersect,color-iou")

@@ -1,3 +1,5 @@
+import dataclasses
+import math
 import re
 
 import numpy as np
@@ -9,7 +11,7 @@ from interpviz import cli, models
 from interpviz.broden import BrodenDataset
 from interpviz.concepts import generate
 from interpviz.dissect import DissectionSettings, dissect
-from interpviz.dissect_report import overlay, top_image_overlays, unit_masks, write_report
+from interpviz.dissect_report import category_share, overlay, top_image_overlays, top_images_figure, unit_masks, write_report
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +29,30 @@ def test_report_has_a_tally_and_a_sortable_page_per_layer(setting, tmp_path):
     assert len(re.findall(r"data:image/jpeg;base64", page)) == 4 * 2
     assert (tmp_path / "out" / "0-tally.csv").read_text().startswith("unit,category,label,score")
     assert "0.html" in index.read_text()
+
+
+def test_top_images_figure_has_a_row_per_unit_titled_with_its_label(setting):
+    model, dataset, results = setting
+    result = results["0"]
+    figure = top_images_figure(model, dataset, result, [1, 3], count=2)
+    titles = [axis.get_title() for axis in figure.axes]
+    best = result.best()
+    assert titles == [f"unit 1: {best[1].label} ({best[1].iou:.2f})", "", f"unit 3: {best[3].label} ({best[3].iou:.2f})", ""]
+
+
+def test_category_share_of_unique_detectors(setting):
+    _, _, results = setting
+    counts = results["0"].unique_detectors_by_category(0.0)
+    total = sum(counts.values())
+    assert total > 0
+    result = results["0"]
+    zero = DissectionSettings(batch_size=4, iou_threshold=0.0)
+    lenient = {"0": dataclasses.replace(result, settings=zero)}
+    for category, count in counts.items():
+        assert category_share(lenient, ["0"], [category]) == pytest.approx(count / total)
+    assert category_share(lenient, ["0"], list(counts)) == pytest.approx(1.0)
+    strict = {"0": dataclasses.replace(result, settings=DissectionSettings(batch_size=4, iou_threshold=1.1))}
+    assert math.isnan(category_share(strict, ["0"], list(counts)))
 
 
 def test_masks_agree_with_the_thresholds(setting):

@@ -6,7 +6,7 @@ from torch import nn
 
 from interpviz import data, models
 from interpviz.hooks import forward_to, get_layer
-from interpviz.optvis import channel_objective, class_logit, layer_objective, recipes, render
+from interpviz.optvis import channel_objective, layer_objective, recipes, render
 from interpviz.optvis.transforms import Jitter
 
 
