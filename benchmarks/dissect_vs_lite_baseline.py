@@ -1,15 +1,16 @@
 """Network Dissection throughput and peak memory: interpviz against a NetDissect-Lite-style baseline.
 
-The baseline does what NetDissect-Lite does: it runs every image through the model and stores every
+The baseline does what NetDissect-Lite does: it runs every image through the whole model and stores every
 feature map (float64, as Lite's memmap does), takes each unit's quantile over the stored maps, then loops
-over images and units in Python to upsample, binarize and count intersections and unions. interpviz
-streams: two passes, all counts accumulated per batch with tensor operations, nothing kept per image.
+over images and units in Python, skipping units whose map stays below the threshold (as Lite does), to
+upsample, binarize and count intersections and unions. interpviz streams: two passes, all counts
+accumulated per image with tensor operations, nothing kept per image.
 
 Each (method, number of images) runs in a fresh child process so that its peak memory can be read:
 the peak resident memory above what the process held when the work began (/proc/self/clear_refs resets
 the peak, /proc/self/status reports VmHWM). Throughput is images per second over both passes.
 
-Run: .venv/bin/python benchmarks/dissect_vs_lite_baseline.py [--images 200] [--layer blocks.4]
+Run: .venv/bin/python benchmarks/dissect_vs_lite_baseline.py [--images 200] [--layer blocks.4] [--device cuda]
 """
 
 import argparse
@@ -31,17 +32,22 @@ def status_kib(field: str) -> int:
     raise KeyError(field)
 
 
-def lite_style(model, dataset, layer: str, count: int, quantile: float) -> tuple[np.ndarray, float]:
-    """Store every feature map, quantile per unit, then loop per image and per unit; also the forward time."""
+def lite_style(model, dataset, layer: str, count: int, quantile: float, batch: int) -> tuple[np.ndarray, float]:
+    """Store every feature map, quantile per unit, then loop per image and per unit; also the forward time.
+
+    As NetDissect-Lite: the whole model runs with a hook on the layer (Lite cannot stop early), feature maps
+    are stored as float64 on the CPU, and a unit whose map stays below its threshold in an image is skipped.
+    """
     from interpviz.dissect import image_batch, concept_batch
-    from interpviz.hooks import forward_to
+    from interpviz.hooks import capture
 
     started = time.perf_counter()
     features = None
-    with torch.no_grad():
-        for start in range(0, count, 32):
-            indices = list(range(start, min(start + 32, count)))
-            maps = forward_to(model, image_batch(model, dataset, indices), layer, detach=True)[layer].numpy()
+    with torch.no_grad(), capture(model, layer, detach=True) as recorded:
+        for start in range(0, count, batch):
+            indices = list(range(start, min(start + batch, count)))
+            model.module(image_batch(model, dataset, indices))
+            maps = recorded[layer].cpu().numpy()
             if features is None:
                 features = np.zeros((count, *maps.shape[1:]), np.float64)
             features[start : start + len(indices)] = maps
@@ -60,12 +66,15 @@ def lite_style(model, dataset, layer: str, count: int, quantile: float) -> tuple
         masks = concepts.masks[0].numpy()
         concept_area[labels] += masks.sum(axis=1)
         size = dataset.rows[index].segmentation_size
+        present = np.nonzero(concepts.category_present[0].numpy())[0]
         for unit in range(units):
+            if features[index, unit].max() < thresholds[unit]:
+                continue
             upsampled = F.interpolate(torch.from_numpy(features[index, unit])[None, None], size=size,
                                       mode="bilinear", align_corners=False)[0, 0].numpy()
             active = (upsampled >= thresholds[unit]).reshape(-1)
             area = active.sum()
-            for category in np.nonzero(concepts.category_present[0].numpy())[0]:
+            for category in present:
                 unit_area[unit, category] += area
             for column, label in enumerate(labels):
                 intersection[unit, label] += np.logical_and(active, masks[column]).sum()
@@ -79,25 +88,26 @@ def streaming_forward_seconds(model, dataset, layer: str, count: int) -> float:
 
     from interpviz.dissect import image_batch
     from interpviz.hooks import forward_to
-    from interpviz.speed import fast_copy
+    from interpviz.speed import fast_copy, inference_batch_size
 
+    batch = inference_batch_size(model, dataset.rows[0].image_size)
     fast = dataclasses.replace(model, module=fast_copy(model.module))
     started = time.perf_counter()
     with torch.no_grad():
         for _ in range(2):
-            for start in range(0, count, 32):
-                indices = list(range(start, min(start + 32, count)))
-                forward_to(fast, image_batch(fast, dataset, indices), layer, detach=True)
+            for start in range(0, count, batch):
+                indices = list(range(start, min(start + batch, count)))
+                forward_to(fast, image_batch(fast, dataset, indices), layer, detach=True)[layer].cpu()
     return time.perf_counter() - started
 
 
-def child(method: str, count: int, layer: str) -> None:
+def child(method: str, count: int, layer: str, device: str, baseline_batch: int) -> None:
     """Run one measurement and print it as JSON."""
     from interpviz import models
     from interpviz.concepts import synthetic_dataset
     from interpviz.dissect import DissectionSettings, dissect
 
-    model = models.load("efficientnet_lite0", device="cpu")
+    model = models.load("efficientnet_lite0", device=device)
     dataset = synthetic_dataset(progress=False)
     with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")
@@ -109,7 +119,7 @@ def child(method: str, count: int, layer: str) -> None:
         peak = status_kib("VmHWM")
         forward_seconds = streaming_forward_seconds(model, dataset, layer, count)
     else:
-        iou, forward_seconds = lite_style(model, dataset, layer, count, 0.005)
+        iou, forward_seconds = lite_style(model, dataset, layer, count, 0.005, baseline_batch)
         seconds = time.perf_counter() - started
         peak = status_kib("VmHWM")
     print(json.dumps({"method": method, "images": count, "seconds": seconds, "forward_seconds": forward_seconds,
@@ -120,10 +130,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--layer", default="blocks.4")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where the model runs (the baseline loops on the CPU)")
+    parser.add_argument("--baseline-batch", type=int, default=32, help="the baseline's batch size (Lite's default is 128)")
     parser.add_argument("--child", nargs=2, metavar=("METHOD", "COUNT"), help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
-        child(arguments.child[0], int(arguments.child[1]), arguments.layer)
+        child(arguments.child[0], int(arguments.child[1]), arguments.layer, arguments.device, arguments.baseline_batch)
         return
     from interpviz.concepts import synthetic_dataset
 
@@ -131,10 +143,12 @@ def main() -> None:
     runs = []
     for method in ("interpviz", "lite-style"):
         for count in (arguments.images, 4 * arguments.images):
-            output = subprocess.run([sys.executable, __file__, "--layer", arguments.layer, "--child", method, str(count)],
+            output = subprocess.run([sys.executable, __file__, "--layer", arguments.layer, "--device", arguments.device,
+                                     "--baseline-batch", str(arguments.baseline_batch), "--child", method, str(count)],
                                     check=True, capture_output=True, text=True).stdout
             runs.append(json.loads(output.strip().splitlines()[-1]))
-    print(f"efficientnet_lite0 {arguments.layer}, synthetic concept set, CPU threads {torch.get_num_threads()}")
+    print(f"efficientnet_lite0 {arguments.layer} on {arguments.device}, synthetic concept set, "
+          f"CPU threads {torch.get_num_threads()}, baseline batch {arguments.baseline_batch}")
     print(f"{'method':<11} {'images':>6} {'seconds':>8} {'images/s':>9} {'forward s':>9} {'rest s':>7} "
           f"{'peak MiB':>9} {'max IoU':>8}")
     for run in runs:

@@ -11,6 +11,7 @@ from interpviz.data import ImageSet
 from interpviz.hooks import forward_to
 from interpviz.images import ImageLike
 from interpviz.models.zoo import LoadedModel
+from interpviz.speed import inference_batch_size
 
 
 @torch.no_grad()
@@ -43,14 +44,17 @@ class ChannelMaxima:
 
 @torch.no_grad()
 def channel_maxima(
-    model: LoadedModel, images: ImageSet, layer: str, batch_size: int = 32, progress: bool = True
+    model: LoadedModel, images: ImageSet, layer: str, batch_size: int | None = None, progress: bool = True
 ) -> ChannelMaxima:
     """Run every image through the model as far as ``layer`` and keep each channel's spatial maximum.
 
     Memory stays at (images x channels): feature maps are reduced batch by batch and never stored.
     Images are fed at their own size (normalised, not resized), since convolutional layers take any size.
+    ``batch_size=None`` picks one with ``interpviz.speed.inference_batch_size``.
     """
     model.layer(layer)
+    if batch_size is None:
+        batch_size = inference_batch_size(model, images.images.shape[1:3])
     all_values, all_positions = [], []
     starts = range(0, len(images), batch_size)
     for start in tqdm(starts, desc=f"activations of {layer}", disable=not progress, leave=False):

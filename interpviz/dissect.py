@@ -21,7 +21,9 @@ Two streaming passes over a Broden-format dataset, all requested layers at once,
    annotation of C are left out of the union in both rules: there, the activation cannot be judged.
 
 Bilinear upsampling never exceeds the largest value of the map it upsamples, so an (image, unit) pair
-whose map stays below T_k has an empty mask and is skipped; at the top 0.5% most pairs are.
+whose map stays below T_k has an empty mask and is skipped; at the top 0.5% most pairs are. On a CPU the
+batches and the upsampled unit chunks are sized so that no tensor crosses ``interpviz.speed.LARGE_BLOCK_BYTES``
+(above it every allocation is page-faulted afresh, which made the work 2-4x slower).
 
 A unit is a detector of its best concept when that IoU exceeds 0.04. ``direction="negative"`` dissects the
 bottom quantile instead (the unit's most negative activations).
@@ -45,7 +47,7 @@ from interpviz.broden import BrodenDataset, Label
 from interpviz.hooks import forward_to
 from interpviz.images import to_tensor
 from interpviz.models.zoo import LoadedModel
-from interpviz.speed import fast_copy
+from interpviz.speed import LARGE_BLOCK_BYTES, fast_copy, inference_batch_size
 
 HISTOGRAM_BINS = 2048
 
@@ -59,7 +61,7 @@ class DissectionSettings:
     exact: bool = False
     union_rule: str = "present"
     direction: str = "positive"
-    batch_size: int = 32
+    batch_size: int | None = None
     top_images: int = 8
 
     def __post_init__(self):
@@ -69,6 +71,8 @@ class DissectionSettings:
             raise ValueError(f"union_rule must be 'present' or 'overlap', got {self.union_rule!r}")
         if self.direction not in ("positive", "negative"):
             raise ValueError(f"direction must be 'positive' or 'negative', got {self.direction!r}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1 (or None to choose), got {self.batch_size}")
 
     @property
     def sign(self) -> float:
@@ -313,14 +317,17 @@ def dissect(model: LoadedModel, dataset: BrodenDataset, layers: str | Sequence[s
     """Dissect ``layers`` of ``model`` on ``dataset`` (first ``limit`` images); one result per layer.
 
     The forward passes run on a private fast copy of the model (``interpviz.speed``); the model is not changed.
+    ``settings.batch_size=None`` picks the batch with ``interpviz.speed.inference_batch_size``.
     """
     names = [layers] if isinstance(layers, str) else list(layers)
     for name in names:
         model.layer(name)
-    model = dataclasses.replace(model, module=fast_copy(model.module))
     count = len(dataset) if limit is None else min(limit, len(dataset))
     if count == 0:
         raise ValueError("the dataset has no images")
+    if settings.batch_size is None:
+        settings = dataclasses.replace(settings, batch_size=inference_batch_size(model, dataset.rows[0].image_size))
+    model = dataclasses.replace(model, module=fast_copy(model.module))
     sign = settings.sign
     category_index = {name: i for i, name in enumerate(dataset.categories)}
 
@@ -376,22 +383,22 @@ def dissect(model: LoadedModel, dataset: BrodenDataset, layers: str | Sequence[s
             total["top_values"] = merged_values.gather(1, order)
             total["top_images"] = merged_images.gather(1, order)
             reachable = image_maxima >= threshold.cpu()
+            units_per_chunk = max(1, LARGE_BLOCK_BYTES // (4 * math.prod(segmentation_size)))
             for row in range(len(indices)):
-                units = reachable[row].nonzero().squeeze(1)
-                if units.numel() == 0:
-                    continue
-                on_device = units.to(values.device)
-                upsampled = F.interpolate(values[row, on_device][None], size=segmentation_size,
-                                          mode="bilinear", align_corners=False)[0]
-                masks = (upsampled >= threshold[on_device, None, None]).flatten(1).float()
-                total["intersection"][units[:, None], concepts.labels[None, :]] += (
-                    masks @ concept_masks[row].T).double().cpu()
-                area = masks.sum(dim=1, keepdim=True)
-                if settings.union_rule == "present":
-                    counted = area * category_present[row][None]
-                else:
-                    counted = area * ((masks @ category_pixels[row].T) > 0)
-                total["unit_area"][units] += counted.double().cpu()
+                reachable_units = reachable[row].nonzero().squeeze(1)
+                for units in reachable_units.split(units_per_chunk) if reachable_units.numel() else ():
+                    on_device = units.to(values.device)
+                    upsampled = F.interpolate(values[row, on_device][None], size=segmentation_size,
+                                              mode="bilinear", align_corners=False)[0]
+                    masks = (upsampled >= threshold[on_device, None, None]).flatten(1).float()
+                    total["intersection"][units[:, None], concepts.labels[None, :]] += (
+                        masks @ concept_masks[row].T).double().cpu()
+                    area = masks.sum(dim=1, keepdim=True)
+                    if settings.union_rule == "present":
+                        counted = area * category_present[row][None]
+                    else:
+                        counted = area * ((masks @ category_pixels[row].T) > 0)
+                    total["unit_area"][units] += counted.double().cpu()
 
     results = {}
     label_category = [dataset.categories.index(label.category) if label.category else 0 for label in dataset.labels]

@@ -90,6 +90,26 @@ def test_matches_the_brute_force_reference(small_set, tiny_model, layer, union_r
     assert result.iou[:, 1:].max() > 0
 
 
+def test_units_upsampled_in_chunks_match_the_reference(small_set, tiny_model, monkeypatch):
+    import interpviz.dissect
+
+    pixels = math.prod(small_set.rows[0].segmentation_size)
+    monkeypatch.setattr(interpviz.dissect, "LARGE_BLOCK_BYTES", 2 * 4 * pixels)
+    settings = DissectionSettings(quantile=0.02, exact=True, batch_size=5)
+    result = dissect(tiny_model, small_set, "2", settings, progress=False)["2"]
+    _, iou = brute_force(tiny_model, small_set, "2", 0.02, "present")
+    assert np.allclose(result.iou[:, 1:].numpy(), iou[:, 1:], atol=1e-5)
+
+
+def test_batch_size_is_chosen_when_not_given(small_set, tiny_model):
+    chosen = dissect(tiny_model, small_set, "2", DissectionSettings(exact=True), progress=False)["2"]
+    given = dissect(tiny_model, small_set, "2", DissectionSettings(exact=True, batch_size=3), progress=False)["2"]
+    assert chosen.settings.batch_size == 32
+    assert torch.allclose(chosen.iou, given.iou, atol=1e-6)
+    with pytest.raises(ValueError, match="batch_size"):
+        DissectionSettings(batch_size=0)
+
+
 def test_approximate_thresholds_stay_within_their_error_bound(small_set, tiny_model):
     exact = dissect(tiny_model, small_set, "2", DissectionSettings(exact=True, batch_size=7), progress=False)["2"]
     approximate = dissect(tiny_model, small_set, "2", DissectionSettings(batch_size=7), progress=False)["2"]

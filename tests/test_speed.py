@@ -1,9 +1,11 @@
+import dataclasses
+
 import torch
 
 from interpviz import models
 from interpviz.hooks import forward_to
 from interpviz.optvis import channel_objective, render
-from interpviz.speed import fast_copy, fold_batch_norms
+from interpviz.speed import activations_in_place, fast_copy, fold_batch_norms, inference_batch_size
 
 
 def test_fast_copy_computes_the_same_function_and_leaves_the_model_alone(lite0):
@@ -44,3 +46,34 @@ def test_user_hooks_are_not_copied(lite0, no_hooks_left):
         handle.remove()
     assert calls == []
     no_hooks_left(lite0.module)
+
+
+def test_cpu_batches_keep_every_layer_output_under_the_mmap_threshold(lite0):
+    # EfficientNet-Lite0's largest output is blocks.1.expand: 96 x 112 x 112 floats = 4.8 MB per 224 px image.
+    assert inference_batch_size(lite0) == 6
+    assert inference_batch_size(lite0, (112, 112)) == 27
+    assert inference_batch_size(lite0, (112, 112), most=8) == 8
+    assert inference_batch_size(lite0, (1024, 1024)) == 1
+    assert inference_batch_size(dataclasses.replace(lite0, device=torch.device("meta")), most=64) == 64
+
+
+def test_only_activations_of_a_fresh_tensor_are_made_in_place():
+    conv = torch.nn.Conv2d(3, 3, 1)
+    safe = torch.nn.Sequential(conv, torch.nn.Identity(), torch.nn.ReLU6(), torch.nn.LeakyReLU())
+    unsafe = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Identity(), torch.nn.ReLU(),
+                                 torch.nn.Conv2d(3, 3, 1), torch.nn.MaxPool2d(1), torch.nn.ReLU())
+    assert activations_in_place(safe) == 2 and safe[2].inplace and safe[3].inplace
+    assert activations_in_place(unsafe) == 0
+    assert not any(getattr(sub, "inplace", False) for sub in unsafe)
+    assert activations_in_place(models.load("efficientnet_lite0", pretrained=False).module) == 33
+
+
+def test_pre_activation_outputs_survive_in_place_activations(lite0):
+    fast = fast_copy(lite0.module)
+    x = torch.randn(2, 3, 64, 64)
+    layers = ["blocks.3.expand.bn", "blocks.3"]  # the forward pass runs on through the in-place ReLU6
+    with torch.no_grad():
+        ours = forward_to(fast, x, layers)["blocks.3.expand.bn"]
+        theirs = forward_to(lite0, x, layers)["blocks.3.expand.bn"]
+    assert ours.min() < -0.1
+    assert torch.allclose(ours, theirs, atol=1e-3, rtol=1e-4)
