@@ -1,4 +1,9 @@
+import platform
+from pathlib import Path
+
 import nbformat
+import pytest
+import torch
 
 from interpviz import cli
 
@@ -13,6 +18,26 @@ def test_doctor_reports_every_model(capsys, tmp_path, monkeypatch):
         assert f"  {name}: " in printed
     assert "efficientnet_lite0: ImageNet weights at" in printed
     assert "small CNNs trained and cached: 1" in printed and "  smallcnn_all_w4\n" in printed
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc" or torch.cuda.is_available(),
+                    reason="the hint is about glibc's allocator on a CPU")
+def test_doctor_says_whether_glibc_keeps_freed_memory(capsys, monkeypatch):
+    from interpviz.speed import GLIBC_MEMORY_REUSE
+
+    monkeypatch.setenv("GLIBC_TUNABLES", GLIBC_MEMORY_REUSE)
+    cli.main(["doctor"])
+    assert "glibc memory reuse: on" in capsys.readouterr().out
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    cli.main(["doctor"])
+    assert f"glibc memory reuse: off. Dissection on a CPU runs about 1.5x faster when Python starts with GLIBC_TUNABLES={GLIBC_MEMORY_REUSE}" in capsys.readouterr().out
+
+
+def test_the_makefile_exports_the_same_tunables():
+    from interpviz.speed import GLIBC_MEMORY_REUSE
+
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    assert f"export GLIBC_TUNABLES ?= {GLIBC_MEMORY_REUSE}\n" in makefile
 
 
 def test_book_executes_notebooks_and_writes_an_index(tmp_path):
