@@ -181,7 +181,8 @@ def dissect_command(arguments: argparse.Namespace) -> int:
     model = models.load(arguments.model, pretrained=not arguments.random_weights)
     dataset = synthetic_dataset() if arguments.dataset == "synthetic" else BrodenDataset(arguments.dataset)
     settings = DissectionSettings(quantile=arguments.quantile, iou_threshold=arguments.iou_threshold,
-                                  exact=arguments.exact, direction="negative" if arguments.negative else "positive")
+                                  exact=arguments.exact, direction="negative" if arguments.negative else "positive",
+                                  batch_size=arguments.batch_size)
     results = dissect(model, dataset, arguments.layers, settings, limit=arguments.limit)
     index = write_report(model, dataset, results, arguments.out)
     for layer, result in results.items():
@@ -265,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     dissect_parser.add_argument("--negative", action="store_true", help="dissect the bottom quantile instead")
     dissect_parser.add_argument("--random-weights", action="store_true", help="the random-weights baseline")
     dissect_parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    dissect_parser.add_argument("--batch-size", type=int, default=None,
+                                help="images per batch (default: 32 on a GPU; on a CPU, as many as keep tensors under 32 MiB)")
     fetch_parser = commands.add_parser("fetch-broden", help="download the real Broden dataset (needs internet)")
     fetch_parser.add_argument("destination", type=Path)
     fetch_parser.add_argument("--resolution", type=int, default=224, choices=[224, 227, 384])

@@ -87,3 +87,11 @@ def test_dissect_command_writes_the_report(tmp_path, monkeypatch, capsys):
     assert cli.main(["dissect", "efficientnet_lite0", "--layers", "blocks.99", "--dataset", str(dataset),
                      "--out", str(out)]) == 2
     assert "closest valid names" in capsys.readouterr().err
+    import interpviz.dissect
+
+    used = []
+    real_dissect = interpviz.dissect.dissect
+    monkeypatch.setattr(interpviz.dissect, "dissect", lambda *a, **k: used.append(a[3].batch_size) or real_dissect(*a, **k))
+    assert cli.main(["dissect", "efficientnet_lite0", "--layers", "blocks.1", "--dataset", str(dataset),
+                     "--out", str(out), "--limit", "4", "--batch-size", "3"]) == 0
+    assert used == [3]
