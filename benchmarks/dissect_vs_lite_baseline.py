@@ -8,7 +8,8 @@ accumulated per image with tensor operations, nothing kept per image.
 
 Each (method, number of images) runs in a fresh child process so that its peak memory can be read:
 the peak resident memory above what the process held when the work began (/proc/self/clear_refs resets
-the peak, /proc/self/status reports VmHWM). Throughput is images per second over both passes.
+the peak, /proc/self/status reports VmHWM; where the kernel forbids the reset, peak MiB is nan). With
+--device cuda the GPU's peak allocation is reported too. Throughput is images per second over both passes.
 
 Run: .venv/bin/python benchmarks/dissect_vs_lite_baseline.py [--images 200] [--layer blocks.4] [--device cuda]
 """
@@ -30,6 +31,18 @@ def status_kib(field: str) -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise KeyError(field)
+
+
+def reset_peak_memory() -> bool:
+    """Reset the peak resident memory (VmHWM) and CUDA's peak; False where the kernel does not allow it."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def lite_style(model, dataset, layer: str, count: int, quantile: float, batch: int) -> tuple[np.ndarray, float]:
@@ -109,8 +122,7 @@ def child(method: str, count: int, layer: str, device: str, baseline_batch: int)
 
     model = models.load("efficientnet_lite0", device=device)
     dataset = synthetic_dataset(progress=False)
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")
+    peak_was_reset = reset_peak_memory()
     before = status_kib("VmRSS")
     started = time.perf_counter()
     if method == "interpviz":
@@ -122,8 +134,10 @@ def child(method: str, count: int, layer: str, device: str, baseline_batch: int)
         iou, forward_seconds = lite_style(model, dataset, layer, count, 0.005, baseline_batch)
         seconds = time.perf_counter() - started
         peak = status_kib("VmHWM")
+    gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else float("nan")
     print(json.dumps({"method": method, "images": count, "seconds": seconds, "forward_seconds": forward_seconds,
-                      "peak_mib": (peak - before) / 1024, "max_iou": float(iou[:, 1:].max())}))
+                      "peak_mib": (peak - before) / 1024 if peak_was_reset else float("nan"),
+                      "gpu_peak_mib": gpu_peak, "max_iou": float(iou[:, 1:].max())}))
 
 
 def main() -> None:
@@ -150,11 +164,12 @@ def main() -> None:
     print(f"efficientnet_lite0 {arguments.layer} on {arguments.device}, synthetic concept set, "
           f"CPU threads {torch.get_num_threads()}, baseline batch {arguments.baseline_batch}")
     print(f"{'method':<11} {'images':>6} {'seconds':>8} {'images/s':>9} {'forward s':>9} {'rest s':>7} "
-          f"{'peak MiB':>9} {'max IoU':>8}")
+          f"{'peak MiB':>9} {'GPU MiB':>8} {'max IoU':>8}")
     for run in runs:
         rest = run["seconds"] - run["forward_seconds"]
         print(f"{run['method']:<11} {run['images']:>6} {run['seconds']:>8.1f} {run['images'] / run['seconds']:>9.1f} "
-              f"{run['forward_seconds']:>9.1f} {rest:>7.1f} {run['peak_mib']:>9.1f} {run['max_iou']:>8.4f}")
+              f"{run['forward_seconds']:>9.1f} {rest:>7.1f} {run['peak_mib']:>9.1f} {run['gpu_peak_mib']:>8.1f} "
+              f"{run['max_iou']:>8.4f}")
     ours = {run["images"]: run for run in runs if run["method"] == "interpviz"}
     theirs = {run["images"]: run for run in runs if run["method"] == "lite-style"}
     for count in ours:
