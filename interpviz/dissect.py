@@ -370,6 +370,7 @@ def dissect(model: LoadedModel, dataset: BrodenDataset, layers: str | Sequence[s
         concept_masks = concepts.masks.to(model.device, torch.float32)
         concept_area.index_add_(0, concepts.labels, concepts.masks.sum(dim=(0, 2)).double())
         segmentation_size = dataset.rows[indices[0]].segmentation_size
+        units_per_chunk = max(1, LARGE_BLOCK_BYTES // (4 * math.prod(segmentation_size)))
         category_present = concepts.category_present.to(model.device, torch.float32)
         category_pixels = concepts.category_pixels.to(model.device, torch.float32)
         for name in names:
@@ -383,10 +384,11 @@ def dissect(model: LoadedModel, dataset: BrodenDataset, layers: str | Sequence[s
             total["top_values"] = merged_values.gather(1, order)
             total["top_images"] = merged_images.gather(1, order)
             reachable = image_maxima >= threshold.cpu()
-            units_per_chunk = max(1, LARGE_BLOCK_BYTES // (4 * math.prod(segmentation_size)))
             for row in range(len(indices)):
                 reachable_units = reachable[row].nonzero().squeeze(1)
-                for units in reachable_units.split(units_per_chunk) if reachable_units.numel() else ():
+                if reachable_units.numel() == 0:
+                    continue
+                for units in reachable_units.split(units_per_chunk):
                     on_device = units.to(values.device)
                     upsampled = F.interpolate(values[row, on_device][None], size=segmentation_size,
                                               mode="bilinear", align_corners=False)[0]

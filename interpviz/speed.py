@@ -8,10 +8,10 @@ render() and dissect() use it; the user's model is never modified: this works on
 
 On a CPU, batch size matters more than it seems: glibc serves every block above its mmap threshold
 (adaptive, at most 32 MiB) straight from the OS and hands it back when it is freed, so each new tensor
-that large is page-faulted in again. On the 2-core
-CPU a ReLU6 over a 150 MB tensor took 41 ms out of place and 4 ms in place, and EfficientNet-Lite0 up to
-blocks.4 ran at 11 ms per image in batches of 32 and 2.4 ms in batches of 4. ``inference_batch_size``
-picks the largest batch whose activations stay below that size.
+that large is page-faulted in again. On the 2-core CPU a ReLU6 over a 150 MB tensor took 41 ms out of
+place and 4 ms in place, and EfficientNet-Lite0 up to blocks.4 ran at 11 ms per image in batches of 32
+and 2.4 ms in batches of 4. ``inference_batch_size`` picks the largest batch whose activations stay
+below that size.
 """
 
 from __future__ import annotations
