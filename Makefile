@@ -10,7 +10,14 @@ export GLIBC_TUNABLES ?= glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_
 
 .PHONY: lab test book doctor bench clean
 
+# A new .venv takes about 6.1 GB (PyTorch's CUDA build from this machine's disk is most of it): say so before
+# pip runs out of space half way.
+NEW_VENV_KB := 7000000
+
 $(STAMP): pyproject.toml
+	@test -x $(BIN)/python || { free_kb=$$(df -Pk . | awk 'NR==2 {print $$4}'); \
+	  test "$$free_kb" -ge $(NEW_VENV_KB) || { echo "make: a new .venv needs about 7 GB of free disk;" \
+	  "only $$((free_kb / 1024)) MB are free here ($$(pwd)). Free some space and run make again." >&2; exit 1; }; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -e ".[dev]"

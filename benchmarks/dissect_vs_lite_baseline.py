@@ -4,7 +4,8 @@ The baseline does what NetDissect-Lite does: it runs every image through the who
 feature map (float64, as Lite's memmap does), takes each unit's quantile over the stored maps, then loops
 over images and units in Python, skipping units whose map stays below the threshold (as Lite does), to
 upsample, binarize and count intersections and unions. interpviz streams: two passes, all counts
-accumulated per image with tensor operations, nothing kept per image.
+accumulated per image with tensor operations, nothing kept per image in memory; the model runs once, its
+layer outputs written to a temporary file for pass 2 (``--feature-file never`` runs it twice instead).
 
 Each (method, number of images) runs in a fresh child process so that its peak memory can be read:
 the peak resident memory above what the process held when the work began (/proc/self/clear_refs resets
@@ -12,6 +13,7 @@ the peak, /proc/self/status reports VmHWM; where the kernel forbids the reset, p
 --device cuda the GPU's peak allocation is reported too. Throughput is images per second over both passes.
 
 Run: .venv/bin/python benchmarks/dissect_vs_lite_baseline.py [--images 200] [--layer blocks.4] [--device cuda]
+     [--feature-file auto|always|never]
 """
 
 import argparse
@@ -95,26 +97,30 @@ def lite_style(model, dataset, layer: str, count: int, quantile: float, batch: i
     return np.where(union > 0, intersection / np.maximum(union, 1e-12), 0), forward_seconds
 
 
-def streaming_forward_seconds(model, dataset, layer: str, count: int) -> float:
-    """Time of interpviz's two forward passes alone (fast copy, same batches), to split its total."""
+def streaming_forward_seconds(model, dataset, layer: str, count: int, feature_file: str) -> float:
+    """Time of interpviz's forward passes alone (fast copy, same batches, as many passes), to split its total."""
     import dataclasses
+    import tempfile
+    from pathlib import Path
 
-    from interpviz.dissect import image_batch
+    from interpviz.dissect import image_batch, use_feature_file
     from interpviz.hooks import forward_to
     from interpviz.speed import fast_copy, inference_batch_size
 
     batch = inference_batch_size(model, dataset.rows[0].image_size)
     fast = dataclasses.replace(model, module=fast_copy(model.module))
-    started = time.perf_counter()
     with torch.no_grad():
-        for _ in range(2):
+        image_bytes = 4 * forward_to(fast, image_batch(fast, dataset, [0]), layer)[layer].numel()
+        passes = 1 if use_feature_file(feature_file, count * image_bytes, Path(tempfile.gettempdir())) else 2
+        started = time.perf_counter()
+        for _ in range(passes):
             for start in range(0, count, batch):
                 indices = list(range(start, min(start + batch, count)))
                 forward_to(fast, image_batch(fast, dataset, indices), layer, detach=True)[layer].cpu()
     return time.perf_counter() - started
 
 
-def child(method: str, count: int, layer: str, device: str, baseline_batch: int) -> None:
+def child(method: str, count: int, layer: str, device: str, baseline_batch: int, feature_file: str) -> None:
     """Run one measurement and print it as JSON."""
     from interpviz import models
     from interpviz.concepts import synthetic_dataset
@@ -126,10 +132,11 @@ def child(method: str, count: int, layer: str, device: str, baseline_batch: int)
     before = status_kib("VmRSS")
     started = time.perf_counter()
     if method == "interpviz":
-        iou = dissect(model, dataset, layer, DissectionSettings(), limit=count, progress=False)[layer].iou.numpy()
+        settings = DissectionSettings(feature_file=feature_file)
+        iou = dissect(model, dataset, layer, settings, limit=count, progress=False)[layer].iou.numpy()
         seconds = time.perf_counter() - started
         peak = status_kib("VmHWM")
-        forward_seconds = streaming_forward_seconds(model, dataset, layer, count)
+        forward_seconds = streaming_forward_seconds(model, dataset, layer, count, feature_file)
     else:
         iou, forward_seconds = lite_style(model, dataset, layer, count, 0.005, baseline_batch)
         seconds = time.perf_counter() - started
@@ -146,10 +153,13 @@ def main() -> None:
     parser.add_argument("--layer", default="blocks.4")
     parser.add_argument("--device", default="cpu", help="cpu or cuda: where the model runs (the baseline loops on the CPU)")
     parser.add_argument("--baseline-batch", type=int, default=32, help="the baseline's batch size (Lite's default is 128)")
+    parser.add_argument("--feature-file", default="auto", choices=["auto", "always", "never"],
+                        help="interpviz's DissectionSettings.feature_file")
     parser.add_argument("--child", nargs=2, metavar=("METHOD", "COUNT"), help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
-        child(arguments.child[0], int(arguments.child[1]), arguments.layer, arguments.device, arguments.baseline_batch)
+        child(arguments.child[0], int(arguments.child[1]), arguments.layer, arguments.device, arguments.baseline_batch,
+              arguments.feature_file)
         return
     from interpviz.concepts import synthetic_dataset
 
@@ -158,11 +168,13 @@ def main() -> None:
     for method in ("interpviz", "lite-style"):
         for count in (arguments.images, 4 * arguments.images):
             output = subprocess.run([sys.executable, __file__, "--layer", arguments.layer, "--device", arguments.device,
-                                     "--baseline-batch", str(arguments.baseline_batch), "--child", method, str(count)],
+                                     "--baseline-batch", str(arguments.baseline_batch),
+                                     "--feature-file", arguments.feature_file, "--child", method, str(count)],
                                     check=True, capture_output=True, text=True).stdout
             runs.append(json.loads(output.strip().splitlines()[-1]))
     print(f"efficientnet_lite0 {arguments.layer} on {arguments.device}, synthetic concept set, "
-          f"CPU threads {torch.get_num_threads()}, baseline batch {arguments.baseline_batch}")
+          f"CPU threads {torch.get_num_threads()}, baseline batch {arguments.baseline_batch}, "
+          f"feature file {arguments.feature_file}")
     print(f"{'method':<11} {'images':>6} {'seconds':>8} {'images/s':>9} {'forward s':>9} {'rest s':>7} "
           f"{'peak MiB':>9} {'GPU MiB':>8} {'max IoU':>8}")
     for run in runs:

@@ -19,4 +19,6 @@ log="${OUT:-/tmp}/dissect_gpu.txt"
     for layer in head blocks.4; do
         python3 benchmarks/dissect_vs_lite_baseline.py --images 100 --layer "$layer" --device cuda
     done
+    # Does the feature file (model runs once) still pay where the model is cheap?
+    python3 benchmarks/dissect_vs_lite_baseline.py --images 100 --layer head --device cuda --feature-file never
 } 2>&1 | tee "$log"

@@ -182,7 +182,7 @@ def dissect_command(arguments: argparse.Namespace) -> int:
     dataset = synthetic_dataset() if arguments.dataset == "synthetic" else BrodenDataset(arguments.dataset)
     settings = DissectionSettings(quantile=arguments.quantile, iou_threshold=arguments.iou_threshold,
                                   exact=arguments.exact, direction="negative" if arguments.negative else "positive",
-                                  batch_size=arguments.batch_size)
+                                  batch_size=arguments.batch_size, feature_file=arguments.feature_file)
     results = dissect(model, dataset, arguments.layers, settings, limit=arguments.limit)
     index = write_report(model, dataset, results, arguments.out)
     for layer, result in results.items():
@@ -268,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     dissect_parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
     dissect_parser.add_argument("--batch-size", type=int, default=None,
                                 help="images per batch (default: 32 on a GPU; on a CPU, as many as keep tensors under 32 MiB)")
+    dissect_parser.add_argument("--feature-file", choices=["auto", "always", "never"], default="auto",
+                                help="keep layer outputs in a file under TMPDIR so the model runs once "
+                                     "(default: when they take under 4 GiB and half the free disk)")
     fetch_parser = commands.add_parser("fetch-broden", help="download the real Broden dataset (needs internet)")
     fetch_parser.add_argument("destination", type=Path)
     fetch_parser.add_argument("--resolution", type=int, default=224, choices=[224, 227, 384])
@@ -295,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return commands_by_name[arguments.command]()
-    except (ValueError, IndexError, FileNotFoundError, ConnectionError) as error:
+    except (ValueError, IndexError, OSError) as error:
         print(f"interpviz {arguments.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -1,7 +1,9 @@
 """Network Dissection: label units with concepts by the IoU of their top-activation masks with concept masks.
 
 Two streaming passes over a Broden-format dataset, all requested layers at once, memory bounded by
-(units x concepts), never by the number of images:
+(units x concepts), never by the number of images. The model runs once: pass 1 writes the layer outputs to
+a temporary file that pass 2 reads back, batch by batch (``feature_file``; when the file would not fit, the
+model runs again instead):
 
 1. **Threshold.** For each unit k, T_k is the ceil(q N)-th largest activation over all N positions of all
    images, at the layer's own resolution (q = 0.005 by default). ``exact=True`` keeps the ceil(q N) largest
@@ -31,9 +33,12 @@ bottom quantile instead (the unit's most negative activations).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import math
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -50,6 +55,8 @@ from interpviz.models.zoo import LoadedModel
 from interpviz.speed import LARGE_BLOCK_BYTES, fast_copy, inference_batch_size
 
 HISTOGRAM_BINS = 2048
+FEATURE_FILE_LIMIT = 4 * 2**30
+FEATURE_FILE_CHOICES = ("auto", "always", "never")
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,7 @@ class DissectionSettings:
     direction: str = "positive"
     batch_size: int | None = None
     top_images: int = 8
+    feature_file: str = "auto"
 
     def __post_init__(self):
         if not 0 < self.quantile < 1:
@@ -73,6 +81,8 @@ class DissectionSettings:
             raise ValueError(f"direction must be 'positive' or 'negative', got {self.direction!r}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1 (or None to choose), got {self.batch_size}")
+        if self.feature_file not in FEATURE_FILE_CHOICES:
+            raise ValueError(f"feature_file must be one of {FEATURE_FILE_CHOICES}, got {self.feature_file!r}")
 
     @property
     def sign(self) -> float:
@@ -304,54 +314,85 @@ def _batches(dataset: BrodenDataset, batch_size: int, limit: int | None) -> Iter
         yield list(range(start, min(start + batch_size, count)))
 
 
+class FeatureFile:
+    """One layer's outputs, written batch by batch to a file and read back in the same order."""
+
+    def __init__(self, path: Path):
+        self.handle = open(path, "w+b")
+        self.image_shape: tuple[int, ...] = ()
+
+    def write(self, outputs: torch.Tensor) -> None:
+        self.image_shape = tuple(outputs.shape[1:])
+        self.handle.write(outputs.float().cpu().contiguous().numpy().data)
+
+    def read(self, images: int) -> torch.Tensor:
+        count = images * math.prod(self.image_shape)
+        values = np.fromfile(self.handle, dtype=np.float32, count=count)
+        if values.size != count:
+            raise OSError(f"{self.handle.name} ended after {values.size} of {count} values")
+        return torch.from_numpy(values).reshape(images, *self.image_shape)
+
+
+def use_feature_file(setting: str, needed_bytes: int, folder: Path) -> bool:
+    """Whether pass 2 reads the layer outputs back from a file in ``folder`` instead of running the model again."""
+    if setting == "never":
+        return False
+    free = shutil.disk_usage(folder).free
+    if setting == "always" and needed_bytes > free:
+        raise OSError(f"feature_file='always' needs {needed_bytes / 2**20:.0f} MiB in {folder}, where only "
+                      f"{free / 2**20:.0f} MiB are free: point TMPDIR at a larger disk, or use feature_file='auto'")
+    return setting == "always" or needed_bytes <= min(FEATURE_FILE_LIMIT, free // 2)
+
+
 def image_batch(model: LoadedModel, dataset: BrodenDataset, indices: Sequence[int]) -> torch.Tensor:
     """Dataset images at their own size, normalised for the model, on its device."""
     batch = to_tensor([dataset.load_image(i) for i in indices])
     return model.preprocess.normalize(batch).to(model.device)
 
 
-@torch.no_grad()
-def dissect(model: LoadedModel, dataset: BrodenDataset, layers: str | Sequence[str],
-            settings: DissectionSettings = DissectionSettings(), limit: int | None = None,
-            progress: bool = True) -> dict[str, LayerDissection]:
-    """Dissect ``layers`` of ``model`` on ``dataset`` (first ``limit`` images); one result per layer.
-
-    The forward passes run on a private fast copy of the model (``interpviz.speed``); the model is not changed.
-    ``settings.batch_size=None`` picks the batch with ``interpviz.speed.inference_batch_size``.
-    """
-    names = [layers] if isinstance(layers, str) else list(layers)
-    for name in names:
-        model.layer(name)
-    count = len(dataset) if limit is None else min(limit, len(dataset))
-    if count == 0:
-        raise ValueError("the dataset has no images")
-    if settings.batch_size is None:
-        settings = dataclasses.replace(settings, batch_size=inference_batch_size(model, dataset.rows[0].image_size))
-    model = dataclasses.replace(model, module=fast_copy(model.module))
-    sign = settings.sign
-    category_index = {name: i for i, name in enumerate(dataset.categories)}
-
-    trackers, lowest, highest = {}, {}, {}
-    for indices in tqdm(list(_batches(dataset, settings.batch_size, limit)), desc="dissect 1/2: thresholds",
-                        disable=not progress):
+def _threshold_pass(model: LoadedModel, dataset: BrodenDataset, names: list[str], settings: DissectionSettings,
+                    count: int, limit: int | None, folder: Path, cleanup: contextlib.ExitStack,
+                    progress: bool) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, FeatureFile]]:
+    """Pass 1: each unit's threshold (and its error bound); the layer outputs go to files when they fit."""
+    trackers, lowest, highest, stored = {}, {}, {}, {}
+    for batch_number, indices in enumerate(tqdm(list(_batches(dataset, settings.batch_size, limit)),
+                                                 desc="dissect 1/2: thresholds", disable=not progress)):
         activations = forward_to(model, image_batch(model, dataset, indices), names, detach=True)
+        if batch_number == 0:
+            image_bytes = sum(4 * activations[name][0].numel() for name in names)
+            if use_feature_file(settings.feature_file, count * image_bytes, folder):
+                for position, name in enumerate(names):
+                    stored[name] = FeatureFile(folder / f"layer{position}.f32")
+                    cleanup.callback(stored[name].handle.close)
         for name in names:
-            values = sign * activations[name].float().cpu()
-            flat = values.transpose(0, 1).reshape(values.shape[1], -1)
+            outputs = activations[name].float().cpu()
+            if stored:
+                stored[name].write(outputs)
+            flat = (settings.sign * outputs).transpose(0, 1).reshape(outputs.shape[1], -1)
             if name not in trackers:
-                keep = math.ceil(settings.quantile * count * values[0, 0].numel())
+                keep = math.ceil(settings.quantile * count * outputs[0, 0].numel())
                 tracker_type = ExactTopValues if settings.exact else HistogramTopValues
-                trackers[name] = tracker_type(values.shape[1], keep)
+                trackers[name] = tracker_type(outputs.shape[1], keep)
                 lowest[name], highest[name] = flat.min(dim=1).values, flat.max(dim=1).values
             trackers[name].add(flat)
             lowest[name] = torch.minimum(lowest[name], flat.min(dim=1).values)
             highest[name] = torch.maximum(highest[name], flat.max(dim=1).values)
+    for feature_file in stored.values():
+        feature_file.handle.seek(0)
     thresholds = {}
     for name, tracker in trackers.items():
         value, error = tracker.thresholds()
         value = torch.minimum(value, highest[name])
         thresholds[name] = (torch.where(value <= lowest[name], torch.full_like(value, float("inf")), value), error)
+    return thresholds, stored
 
+
+def _iou_pass(model: LoadedModel, dataset: BrodenDataset, names: list[str], settings: DissectionSettings,
+              limit: int | None, thresholds: dict[str, tuple[torch.Tensor, torch.Tensor]],
+              stored: dict[str, FeatureFile], progress: bool) -> tuple[dict[str, dict], torch.Tensor]:
+    """Pass 2: per unit, intersections and counted areas with every concept, and the top images."""
+    sign = settings.sign
+    category_index = {name: i for i, name in enumerate(dataset.categories)}
     labels_count, categories_count = len(dataset.labels), len(dataset.categories)
     totals = {}
     for name in names:
@@ -365,7 +406,10 @@ def dissect(model: LoadedModel, dataset: BrodenDataset, layers: str | Sequence[s
     concept_area = torch.zeros(labels_count, dtype=torch.float64)
     for indices in tqdm(list(_batches(dataset, settings.batch_size, limit)), desc="dissect 2/2: IoU",
                         disable=not progress):
-        activations = forward_to(model, image_batch(model, dataset, indices), names, detach=True)
+        if stored:
+            activations = {name: stored[name].read(len(indices)).to(model.device) for name in names}
+        else:
+            activations = forward_to(model, image_batch(model, dataset, indices), names, detach=True)
         concepts = concept_batch(dataset, indices, category_index)
         concept_masks = concepts.masks.to(model.device, torch.float32)
         concept_area.index_add_(0, concepts.labels, concepts.masks.sum(dim=(0, 2)).double())
@@ -401,6 +445,36 @@ def dissect(model: LoadedModel, dataset: BrodenDataset, layers: str | Sequence[s
                     else:
                         counted = area * ((masks @ category_pixels[row].T) > 0)
                     total["unit_area"][units] += counted.double().cpu()
+    return totals, concept_area
+
+
+@torch.no_grad()
+def dissect(model: LoadedModel, dataset: BrodenDataset, layers: str | Sequence[str],
+            settings: DissectionSettings = DissectionSettings(), limit: int | None = None,
+            progress: bool = True) -> dict[str, LayerDissection]:
+    """Dissect ``layers`` of ``model`` on ``dataset`` (first ``limit`` images); one result per layer.
+
+    The forward passes run on a private fast copy of the model (``interpviz.speed``); the model is not changed.
+    ``settings.batch_size=None`` picks the batch with ``interpviz.speed.inference_batch_size``.
+    ``settings.feature_file``: "auto" keeps the layer outputs in a temporary file (under ``TMPDIR``, deleted at
+    the end, also after an error) when they take at most ``FEATURE_FILE_LIMIT`` bytes and half the free disk,
+    so that the model runs once; "always" and "never" force the choice.
+    """
+    names = [layers] if isinstance(layers, str) else list(layers)
+    for name in names:
+        model.layer(name)
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    if count == 0:
+        raise ValueError("the dataset has no images")
+    if settings.batch_size is None:
+        settings = dataclasses.replace(settings, batch_size=inference_batch_size(model, dataset.rows[0].image_size))
+    model = dataclasses.replace(model, module=fast_copy(model.module))
+    sign = settings.sign
+
+    with contextlib.ExitStack() as cleanup:
+        folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="interpviz-dissect-")))
+        thresholds, stored = _threshold_pass(model, dataset, names, settings, count, limit, folder, cleanup, progress)
+        totals, concept_area = _iou_pass(model, dataset, names, settings, limit, thresholds, stored, progress)
 
     results = {}
     label_category = [dataset.categories.index(label.category) if label.category else 0 for label in dataset.labels]

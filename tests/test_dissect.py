@@ -11,7 +11,8 @@ from torch import nn
 from interpviz import models
 from interpviz.broden import BrodenDataset
 from interpviz.concepts import generate
-from interpviz.dissect import DissectionSettings, HistogramTopValues, dissect
+import interpviz.dissect
+from interpviz.dissect import DissectionSettings, HistogramTopValues, dissect, use_feature_file
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +80,12 @@ def brute_force(model, dataset, layer, quantile, union_rule):
     return torch.tensor(thresholds), iou
 
 
+@pytest.mark.parametrize("feature_file", ["always", "never"])
 @pytest.mark.parametrize("union_rule", ["present", "overlap"])
 @pytest.mark.parametrize("layer", ["0", "2"])
-def test_matches_the_brute_force_reference(small_set, tiny_model, layer, union_rule):
-    settings = DissectionSettings(quantile=0.02, exact=True, union_rule=union_rule, batch_size=5)
+def test_matches_the_brute_force_reference(small_set, tiny_model, layer, union_rule, feature_file):
+    settings = DissectionSettings(quantile=0.02, exact=True, union_rule=union_rule, batch_size=5,
+                                  feature_file=feature_file)
     result = dissect(tiny_model, small_set, layer, settings, progress=False)[layer]
     thresholds, iou = brute_force(tiny_model, small_set, layer, 0.02, union_rule)
     assert torch.allclose(result.thresholds, thresholds, atol=1e-5)
@@ -91,8 +94,6 @@ def test_matches_the_brute_force_reference(small_set, tiny_model, layer, union_r
 
 
 def test_units_upsampled_in_chunks_match_the_reference(small_set, tiny_model, monkeypatch):
-    import interpviz.dissect
-
     pixels = math.prod(small_set.rows[0].segmentation_size)
     monkeypatch.setattr(interpviz.dissect, "LARGE_BLOCK_BYTES", 2 * 4 * pixels)
     settings = DissectionSettings(quantile=0.02, exact=True, batch_size=5)
@@ -108,6 +109,67 @@ def test_batch_size_is_chosen_when_not_given(small_set, tiny_model):
     assert torch.allclose(chosen.iou, given.iou, atol=1e-6)
     with pytest.raises(ValueError, match="batch_size"):
         DissectionSettings(batch_size=0)
+
+
+def count_image_loads(dataset, monkeypatch) -> list[int]:
+    loaded = []
+    original = dataset.load_image
+
+    def load_image(index):
+        loaded.append(index)
+        return original(index)
+
+    monkeypatch.setattr(dataset, "load_image", load_image)
+    return loaded
+
+
+def test_feature_file_runs_the_model_once_and_gives_the_same_result(small_set, tiny_model, monkeypatch):
+    loaded = count_image_loads(small_set, monkeypatch)
+    once = dissect(tiny_model, small_set, ["0", "2"], DissectionSettings(batch_size=5), progress=False)
+    assert sorted(loaded) == list(range(len(small_set)))
+    loaded.clear()
+    twice = dissect(tiny_model, small_set, ["0", "2"], DissectionSettings(batch_size=5, feature_file="never"),
+                    progress=False)
+    assert sorted(loaded) == sorted(2 * list(range(len(small_set))))
+    for layer in ("0", "2"):
+        assert torch.equal(once[layer].iou, twice[layer].iou)
+        assert torch.equal(once[layer].top_images, twice[layer].top_images)
+
+
+def test_feature_file_limit_makes_auto_run_the_model_again(small_set, tiny_model, monkeypatch):
+    loaded = count_image_loads(small_set, monkeypatch)
+    monkeypatch.setattr(interpviz.dissect, "FEATURE_FILE_LIMIT", 0)
+    dissect(tiny_model, small_set, "2", DissectionSettings(batch_size=5), limit=10, progress=False)
+    assert len(loaded) == 20
+
+
+def test_feature_file_is_deleted_also_after_an_error(small_set, tiny_model, monkeypatch, tmp_path):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    seen_during_pass_2 = []
+
+    def failing_concept_batch(*arguments):
+        seen_during_pass_2.extend(path.name for path in tmp_path.rglob("*.f32"))
+        raise RuntimeError("stop in pass 2")
+
+    dissect(tiny_model, small_set, "2", DissectionSettings(batch_size=5), progress=False)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(interpviz.dissect, "concept_batch", failing_concept_batch)
+    with pytest.raises(RuntimeError, match="stop in pass 2"):
+        dissect(tiny_model, small_set, "2", DissectionSettings(batch_size=5), progress=False)
+    assert seen_during_pass_2 == ["layer0.f32"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_feature_file_choice(tmp_path):
+    assert use_feature_file("auto", 1000, tmp_path)
+    assert not use_feature_file("never", 1000, tmp_path)
+    assert not use_feature_file("auto", 10**18, tmp_path)
+    with pytest.raises(OSError, match="TMPDIR"):
+        use_feature_file("always", 10**18, tmp_path)
+    with pytest.raises(ValueError, match="feature_file"):
+        DissectionSettings(feature_file="sometimes")
 
 
 def test_approximate_thresholds_stay_within_their_error_bound(small_set, tiny_model):

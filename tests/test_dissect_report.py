@@ -1,6 +1,7 @@
 import dataclasses
 import math
 import re
+import shutil
 
 import numpy as np
 import torch
@@ -91,7 +92,13 @@ def test_dissect_command_writes_the_report(tmp_path, monkeypatch, capsys):
 
     used = []
     real_dissect = interpviz.dissect.dissect
-    monkeypatch.setattr(interpviz.dissect, "dissect", lambda *a, **k: used.append(a[3].batch_size) or real_dissect(*a, **k))
+    monkeypatch.setattr(interpviz.dissect, "dissect",
+                        lambda *a, **k: used.append((a[3].batch_size, a[3].feature_file)) or real_dissect(*a, **k))
     assert cli.main(["dissect", "efficientnet_lite0", "--layers", "blocks.1", "--dataset", str(dataset),
-                     "--out", str(out), "--limit", "4", "--batch-size", "3"]) == 0
-    assert used == [3]
+                     "--out", str(out), "--limit", "4", "--batch-size", "3", "--feature-file", "never"]) == 0
+    assert used == [(3, "never")]
+    real_disk_usage = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real_disk_usage(path)._replace(free=0))
+    assert cli.main(["dissect", "efficientnet_lite0", "--layers", "blocks.1", "--dataset", str(dataset),
+                     "--out", str(out), "--limit", "4", "--feature-file", "always"]) == 2
+    assert "only 0 MiB are free" in capsys.readouterr().err
