@@ -1,4 +1,4 @@
-"""Command line: ``doctor`` (what works offline), ``render`` and ``grid`` (feature visualizations), ``book``."""
+"""Command line: ``doctor`` (what works offline), ``render`` and ``grid`` (feature visualizations), ``dissect``, ``book``, ..."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import argparse
 import html
 import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,6 +24,9 @@ def doctor() -> int:
     print(f"torch {torch.__version__}, device {settings.default_device()}, fast mode {settings.fast_mode()}")
     print(f"generated data folder: {settings.cache_dir()}")
     print(f"torch hub cache: {Path(torch.hub.get_dir()) / 'checkpoints'}")
+    temporary = Path(tempfile.gettempdir())
+    print(f"dissection feature files: {temporary} ({shutil.disk_usage(temporary).free / 2**30:.1f} GiB free; "
+          f"TMPDIR moves them)")
     for name in ZOO:
         if name == "efficientnet_lite0":
             try:

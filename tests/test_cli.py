@@ -1,4 +1,5 @@
 import platform
+import re
 from pathlib import Path
 
 import nbformat
@@ -18,6 +19,15 @@ def test_doctor_reports_every_model(capsys, tmp_path, monkeypatch):
         assert f"  {name}: " in printed
     assert "efficientnet_lite0: ImageNet weights at" in printed
     assert "small CNNs trained and cached: 1" in printed and "  smallcnn_all_w4\n" in printed
+
+
+def test_doctor_says_where_dissection_feature_files_go(capsys, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    cli.main(["doctor"])
+    assert re.search(rf"dissection feature files: {re.escape(str(tmp_path))} \([0-9.]+ GiB free",
+                     capsys.readouterr().out)
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc" or torch.cuda.is_available(),
