@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import html
 import os
 import platform
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+
+from interpviz.book import STALL_SECONDS, build_book
 
 
 def doctor() -> int:
@@ -49,60 +49,6 @@ def doctor() -> int:
     print(f"small CNNs trained and cached: {len(trained)} (chapters 07 and 08 train missing ones on first use)")
     for path in trained:
         print(f"  {path.stem}")
-    return 0
-
-
-def notebook_title(path: Path) -> str:
-    """The first Markdown heading of a notebook, or its file name."""
-    import nbformat
-
-    notebook = nbformat.read(path, as_version=4)
-    for cell in notebook.cells:
-        if cell.cell_type == "markdown":
-            for line in cell.source.splitlines():
-                if line.startswith("#"):
-                    return line.lstrip("#").strip()
-    return path.stem
-
-
-def build_book(notebooks: Path, out: Path, timeout: int = 1800) -> int:
-    """Execute every ``NN_*.ipynb`` headless, write one HTML page each and an index.html linking them."""
-    try:
-        import nbformat
-        from nbconvert import HTMLExporter
-        from nbconvert.preprocessors import ExecutePreprocessor
-    except ImportError:
-        print("interpviz book needs nbconvert: pip install -e '.[dev]'", file=sys.stderr)
-        return 2
-    paths = sorted(notebooks.glob("[0-9][0-9]_*.ipynb"))
-    if not paths:
-        print(f"no chapter notebooks (NN_topic.ipynb) in {notebooks}", file=sys.stderr)
-        return 2
-    out.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for path in paths:
-        started = time.time()
-        print(f"executing {path.name} ...", flush=True)
-        notebook = nbformat.read(path, as_version=4)
-        ExecutePreprocessor(timeout=timeout, kernel_name="python3", store_widget_state=True).preprocess(
-            notebook, {"metadata": {"path": str(path.parent)}}
-        )
-        body, _ = HTMLExporter().from_notebook_node(notebook)
-        page = out / f"{path.stem}.html"
-        page.write_text(body, encoding="utf-8")
-        seconds = time.time() - started
-        print(f"  wrote {page} in {seconds:.0f} s")
-        entries.append((page.name, notebook_title(path), seconds))
-    items = "\n".join(
-        f'<li><a href="{html.escape(name)}">{html.escape(title)}</a> <small>(ran in {seconds:.0f} s)</small></li>'
-        for name, title, seconds in entries
-    )
-    (out / "index.html").write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>interpviz course</title></head>"
-        f"<body><h1>interpviz: interpreting learned features</h1><ol>\n{items}\n</ol></body></html>\n",
-        encoding="utf-8",
-    )
-    print(f"book index: {out / 'index.html'}")
     return 0
 
 
@@ -244,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     book = commands.add_parser("book", help="execute the notebooks and write HTML pages plus index.html")
     book.add_argument("--notebooks", type=Path, default=Path("notebooks"))
     book.add_argument("--out", type=Path, default=Path("build/book"))
+    book.add_argument("--stall-seconds", type=float, default=STALL_SECONDS,
+                      help="rerun a notebook whose kernel used no CPU this long (default %(default).0f)")
     render_parser = commands.add_parser("render", help="feature visualization of one channel, saved as PNG")
     render_parser.add_argument("model", help="zoo model, e.g. efficientnet_lite0")
     render_parser.add_argument("unit", type=parse_unit, help="LAYER:CHANNEL, e.g. blocks.6:3")
@@ -293,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     commands_by_name = {
         "doctor": lambda: doctor(),
-        "book": lambda: build_book(arguments.notebooks, arguments.out),
+        "book": lambda: build_book(arguments.notebooks, arguments.out, stall_seconds=arguments.stall_seconds),
         "render": lambda: render_command(arguments),
         "grid": lambda: grid_command(arguments),
         "train-prior": lambda: train_prior_command(arguments),

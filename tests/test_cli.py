@@ -66,6 +66,27 @@ def test_book_executes_notebooks_and_writes_an_index(tmp_path):
     assert not (out / "scratch.html").exists()
 
 
+def write_chapter(path, code):
+    cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}"), nbformat.v4.new_code_cell(code)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+
+
+def test_book_reruns_a_notebook_whose_kernel_stalls_and_gives_up_the_second_time(tmp_path, capsys):
+    marker = tmp_path / "stalled-once"
+    write_chapter(tmp_path / "once" / "01_once.ipynb",
+                  f"import pathlib, time\nmarker = pathlib.Path({str(marker)!r})\nif not marker.exists():\n"
+                  f"    marker.write_text('stalled')\n    time.sleep(30)\nprint('finished on the rerun')")
+    assert cli.main(["book", "--notebooks", str(tmp_path / "once"), "--out", str(tmp_path / "book"),
+                     "--stall-seconds", "2"]) == 0
+    assert "01_once.ipynb: the kernel used no CPU for 2 s" in capsys.readouterr().out
+    assert "finished on the rerun" in (tmp_path / "book" / "01_once.html").read_text()
+    write_chapter(tmp_path / "always" / "01_always.ipynb", "import time\ntime.sleep(30)")
+    assert cli.main(["book", "--notebooks", str(tmp_path / "always"), "--out", str(tmp_path / "book"),
+                     "--stall-seconds", "2"]) == 1
+    assert "01_always.ipynb: the kernel used no CPU for 2 s, twice in a row" in capsys.readouterr().err
+
+
 def test_book_without_chapters_fails(tmp_path, capsys):
     assert cli.main(["book", "--notebooks", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "no chapter notebooks" in capsys.readouterr().err

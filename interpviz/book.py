@@ -1,0 +1,144 @@
+"""The course as HTML: execute every chapter notebook headless, with a watchdog for a kernel that stops answering.
+
+Now and then the Jupyter kernel leaves a cell's request unanswered: the kernel sits idle and the client waits
+for a reply that never comes (seen a few times over more than a hundred runs here, with ipykernel 7.4). Every
+cell of the course keeps a CPU busy, so a kernel that has used (almost) no CPU for ``stall_seconds`` is taken
+as stalled: the watchdog stops it, and the notebook is run once more from the start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+STALL_SECONDS = 180.0
+IDLE_CPU_SHARE = 0.01
+
+
+class KernelStalled(RuntimeError):
+    """The kernel used no CPU for ``stall_seconds`` while a notebook ran."""
+
+
+def notebook_title(path: Path) -> str:
+    """The first Markdown heading of a notebook, or its file name."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("#"):
+                    return line.lstrip("#").strip()
+    return path.stem
+
+
+def kernel_cpu_seconds(kernel) -> float:
+    """CPU time used so far by a kernel process and its children."""
+    import psutil
+
+    processes = [kernel] + kernel.children(recursive=True)
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+@contextlib.contextmanager
+def stall_watchdog(stall_seconds: float, poll_seconds: float = 1.0) -> Iterator[threading.Event]:
+    """Kill a kernel started in this block that uses under 1% of a CPU for ``stall_seconds``; the event says it did."""
+    import psutil
+
+    stalled, stop = threading.Event(), threading.Event()
+    already_there = {process.pid for process in psutil.Process().children()}
+
+    def watch() -> None:
+        window: dict[int, tuple[float, float]] = {}
+        while not stop.wait(poll_seconds):
+            for kernel in psutil.Process().children():
+                with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                    if kernel.pid in already_there or "ipykernel_launcher" not in " ".join(kernel.cmdline()):
+                        continue
+                    now, cpu = time.monotonic(), kernel_cpu_seconds(kernel)
+                    started, cpu_then = window.setdefault(kernel.pid, (now, cpu))
+                    if now - started < stall_seconds:
+                        continue
+                    if cpu - cpu_then < IDLE_CPU_SHARE * (now - started):
+                        stalled.set()
+                        kernel.kill()
+                    window[kernel.pid] = (now, cpu)
+
+    thread = threading.Thread(target=watch, name="interpviz-book-watchdog", daemon=True)
+    thread.start()
+    try:
+        yield stalled
+    finally:
+        stop.set()
+        thread.join()
+
+
+def execute_notebook(path: Path, timeout: int, stall_seconds: float):
+    """The notebook at ``path``, executed in its own folder; KernelStalled when the watchdog had to stop it."""
+    import nbformat
+    from nbconvert.preprocessors import ExecutePreprocessor
+
+    notebook = nbformat.read(path, as_version=4)
+    preprocessor = ExecutePreprocessor(timeout=timeout, kernel_name="python3", store_widget_state=True)
+    with stall_watchdog(stall_seconds) as stalled:
+        try:
+            preprocessor.preprocess(notebook, {"metadata": {"path": str(path.parent)}})
+        except Exception as error:
+            if stalled.is_set():
+                raise KernelStalled(f"{path.name}: the kernel used no CPU for {stall_seconds:.0f} s") from error
+            raise
+    return notebook
+
+
+def build_book(notebooks: Path, out: Path, timeout: int = 1800, stall_seconds: float = STALL_SECONDS) -> int:
+    """Execute every ``NN_*.ipynb`` headless, write one HTML page each and an index.html linking them."""
+    try:
+        from nbconvert import HTMLExporter
+    except ImportError:
+        print("interpviz book needs nbconvert: pip install -e '.[dev]'", file=sys.stderr)
+        return 2
+    paths = sorted(notebooks.glob("[0-9][0-9]_*.ipynb"))
+    if not paths:
+        print(f"no chapter notebooks (NN_topic.ipynb) in {notebooks}", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for path in paths:
+        started = time.time()
+        print(f"executing {path.name} ...", flush=True)
+        try:
+            notebook = execute_notebook(path, timeout, stall_seconds)
+        except KernelStalled as stall:
+            print(f"  {stall} (a request it never answered); running {path.name} again", flush=True)
+            try:
+                notebook = execute_notebook(path, timeout, stall_seconds)
+            except KernelStalled as second_stall:
+                print(f"interpviz book: error: {second_stall}, twice in a row; giving up", file=sys.stderr)
+                return 1
+        body, _ = HTMLExporter().from_notebook_node(notebook)
+        page = out / f"{path.stem}.html"
+        page.write_text(body, encoding="utf-8")
+        seconds = time.time() - started
+        print(f"  wrote {page} in {seconds:.0f} s")
+        entries.append((page.name, notebook_title(path), seconds))
+    items = "\n".join(
+        f'<li><a href="{html.escape(name)}">{html.escape(title)}</a> <small>(ran in {seconds:.0f} s)</small></li>'
+        for name, title, seconds in entries
+    )
+    (out / "index.html").write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>interpviz course</title></head>"
+        f"<body><h1>interpviz: interpreting learned features</h1><ol>\n{items}\n</ol></body></html>\n",
+        encoding="utf-8",
+    )
+    print(f"book index: {out / 'index.html'}")
+    return 0
