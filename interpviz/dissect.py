@@ -33,6 +33,7 @@ bottom quantile instead (the unit's most negative activations).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
 import dataclasses
@@ -319,18 +320,18 @@ class FeatureFile:
 
     def __init__(self, path: Path):
         self.handle = open(path, "w+b")
-        self.image_shape: tuple[int, ...] = ()
+        self.batch_shapes: collections.deque[tuple[int, ...]] = collections.deque()
 
     def write(self, outputs: torch.Tensor) -> None:
-        self.image_shape = tuple(outputs.shape[1:])
+        self.batch_shapes.append(tuple(outputs.shape))
         self.handle.write(outputs.float().cpu().contiguous().numpy().data)
 
-    def read(self, images: int) -> torch.Tensor:
-        count = images * math.prod(self.image_shape)
-        values = np.fromfile(self.handle, dtype=np.float32, count=count)
-        if values.size != count:
-            raise OSError(f"{self.handle.name} ended after {values.size} of {count} values")
-        return torch.from_numpy(values).reshape(images, *self.image_shape)
+    def read(self) -> torch.Tensor:
+        shape = self.batch_shapes.popleft()
+        values = np.fromfile(self.handle, dtype=np.float32, count=math.prod(shape))
+        if values.size != math.prod(shape):
+            raise OSError(f"{self.handle.name} ended after {values.size} of {math.prod(shape)} values")
+        return torch.from_numpy(values).reshape(shape)
 
 
 def use_feature_file(setting: str, needed_bytes: int, folder: Path) -> bool:
@@ -407,7 +408,7 @@ def _iou_pass(model: LoadedModel, dataset: BrodenDataset, names: list[str], sett
     for indices in tqdm(list(_batches(dataset, settings.batch_size, limit)), desc="dissect 2/2: IoU",
                         disable=not progress):
         if stored:
-            activations = {name: stored[name].read(len(indices)).to(model.device) for name in names}
+            activations = {name: stored[name].read().to(model.device) for name in names}
         else:
             activations = forward_to(model, image_batch(model, dataset, indices), names, detach=True)
         concepts = concept_batch(dataset, indices, category_index)

@@ -12,7 +12,7 @@ from interpviz import models
 from interpviz.broden import BrodenDataset
 from interpviz.concepts import generate
 import interpviz.dissect
-from interpviz.dissect import DissectionSettings, HistogramTopValues, dissect, use_feature_file
+from interpviz.dissect import DissectionSettings, FeatureFile, HistogramTopValues, dissect, use_feature_file
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +160,20 @@ def test_feature_file_is_deleted_also_after_an_error(small_set, tiny_model, monk
         dissect(tiny_model, small_set, "2", DissectionSettings(batch_size=5), progress=False)
     assert seen_during_pass_2 == ["layer0.f32"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_feature_file_reads_back_batches_of_different_shapes(tmp_path):
+    batches = [torch.randn(3, 2, 4, 4), torch.randn(1, 2, 5, 6), torch.randn(2, 2, 4, 4)]
+    feature_file = FeatureFile(tmp_path / "layer.f32")
+    for batch in batches:
+        feature_file.write(batch)
+    feature_file.handle.seek(0)
+    for batch in batches:
+        assert torch.equal(feature_file.read(), batch)
+    feature_file.batch_shapes.append((1, 2, 4, 4))
+    with pytest.raises(OSError, match="ended after 0 of 32 values"):
+        feature_file.read()
+    feature_file.handle.close()
 
 
 def test_feature_file_choice(tmp_path):
