@@ -14,7 +14,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    import nbformat
+    import psutil
 
 STALL_SECONDS = 180.0
 IDLE_CPU_SHARE = 0.01
@@ -37,7 +41,7 @@ def notebook_title(path: Path) -> str:
     return path.stem
 
 
-def kernel_cpu_seconds(kernel) -> float:
+def kernel_cpu_seconds(kernel: "psutil.Process") -> float:
     """CPU time used so far by a kernel process and its children."""
     import psutil
 
@@ -83,7 +87,7 @@ def stall_watchdog(stall_seconds: float, poll_seconds: float = 1.0) -> Iterator[
         thread.join()
 
 
-def execute_notebook(path: Path, timeout: int, stall_seconds: float):
+def execute_notebook(path: Path, timeout: int, stall_seconds: float) -> "nbformat.NotebookNode":
     """The notebook at ``path``, executed in its own folder; KernelStalled when the watchdog had to stop it."""
     import nbformat
     from nbconvert.preprocessors import ExecutePreprocessor

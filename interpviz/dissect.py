@@ -328,9 +328,10 @@ class FeatureFile:
 
     def read(self) -> torch.Tensor:
         shape = self.batch_shapes.popleft()
-        values = np.fromfile(self.handle, dtype=np.float32, count=math.prod(shape))
-        if values.size != math.prod(shape):
-            raise OSError(f"{self.handle.name} ended after {values.size} of {math.prod(shape)} values")
+        count = math.prod(shape)
+        values = np.fromfile(self.handle, dtype=np.float32, count=count)
+        if values.size != count:
+            raise OSError(f"{self.handle.name} ended after {values.size} of {count} values")
         return torch.from_numpy(values).reshape(shape)
 
 
