@@ -2,8 +2,8 @@
 
 A Broden folder holds ``index.csv`` (one row per image: ``image,split,ih,iw,sh,sw,color,object,part,
 material,scene,texture``), ``category.csv``, ``label.csv`` and one ``c_<category>.csv`` per category, with
-images and masks under ``images/``. Pixel categories list ``;``-joined mask PNGs (several planes for parts);
-scalar categories (scene, texture) list ``;``-joined label numbers that cover the whole image. A mask pixel
+images and masks under ``images/``. A category's column lists ``;``-joined mask PNGs (several planes for
+parts) and label numbers that cover the whole image (scene and texture in the real Broden). A mask pixel
 holds the label number as R + 256 * G; label 0 means unlabelled. Masks are half the image size. A label's
 primary category is the one in which its coverage (from ``c_<category>.csv``) is largest.
 """
@@ -11,6 +11,8 @@ primary category is the one in which its coverage (from ``c_<category>.csv``) is
 from __future__ import annotations
 
 import csv
+import io
+import shutil
 import urllib.request
 import zipfile
 from dataclasses import dataclass, field
@@ -19,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
+
+from interpviz import settings
 
 INDEX_COLUMNS = ["image", "split", "ih", "iw", "sh", "sw", "color", "object", "part", "material", "scene", "texture"]
 CATEGORY_COLUMNS = ["name", "first", "last", "count", "frequency"]
@@ -44,7 +48,7 @@ class Label:
 
 @dataclass(frozen=True)
 class IndexRow:
-    """One image: file, split, image and segmentation size, mask files and scalar labels per category."""
+    """One image: file, split, image and mask sizes, mask files and scalar labels per category, index.csv row."""
 
     image: str
     split: str
@@ -52,22 +56,32 @@ class IndexRow:
     segmentation_size: tuple[int, int]
     masks: dict[str, list[str]] = field(default_factory=dict)
     scalars: dict[str, list[int]] = field(default_factory=dict)
+    csv_row: int = 0
 
 
 def _read_csv(path: Path, columns: list[str]) -> list[dict[str, str]]:
     if not path.is_file():
         raise FileNotFoundError(f"Broden file {str(path)!r} is missing")
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or [name.strip() for name in header[: len(columns)]] != columns:
-            raise BrodenFormatError(f"{path.name}: header {header} does not start with {columns}")
-        rows = []
-        for number, row in enumerate(reader, start=2):
-            if len(row) < len(columns) - (1 if columns[-1] == "syns" else 0):
-                raise BrodenFormatError(f"{path.name}: row {number} has {len(row)} fields, expected {len(columns)}")
-            rows.append({name: (row[i] if i < len(row) else "") for i, name in enumerate(columns)})
-            rows[-1]["_row"] = str(number)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise BrodenFormatError(
+            f"{path.name}: row {line} is not UTF-8 text (byte {raw[error.start]:#04x}); save the file as UTF-8"
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if header is None or [name.strip() for name in header[: len(columns)]] != columns:
+        raise BrodenFormatError(f"{path.name}: header {header} does not start with {columns}")
+    rows = []
+    for number, row in enumerate(reader, start=2):
+        if not any(value.strip() for value in row):
+            continue
+        if len(row) < len(columns) - (1 if columns[-1] == "syns" else 0):
+            raise BrodenFormatError(f"{path.name}: row {number} has {len(row)} fields, expected {len(columns)}")
+        rows.append({name: (row[i] if i < len(row) else "") for i, name in enumerate(columns)})
+        rows[-1]["_row"] = str(number)
     return rows
 
 
@@ -100,6 +114,8 @@ class BrodenDataset:
                     coverage.setdefault(number, {})[category] = float(row["coverage"])
                 except ValueError:
                     raise BrodenFormatError(f"c_{category}.csv: row {row['_row']}: bad coverage {row['coverage']!r}") from None
+        if rows and rows[0]["number"].strip() != "0":
+            rows.insert(0, {"number": "0", "name": "-", "frequency": "0", "_row": "(filled in)"})
         labels = []
         for expected, row in enumerate(rows):
             number = _as_int(row["number"], "label.csv", row["_row"], "number")
@@ -120,18 +136,29 @@ class BrodenDataset:
             for category in self.categories:
                 if category not in row:
                     raise BrodenFormatError(f"index.csv has no column for category {category!r}")
-                entries = [entry for entry in row[category].split(";") if entry]
-                if not entries:
-                    continue
-                if all(entry.isdigit() for entry in entries):
-                    scalars[category] = [int(entry) for entry in entries]
-                else:
-                    for entry in entries:
+                for entry in (entry.strip() for entry in row[category].split(";")):
+                    if entry.lower().endswith(".png"):
                         self.resolve(entry, f"index.csv row {number}")
-                    masks[category] = entries
+                        masks.setdefault(category, []).append(entry)
+                    elif entry:
+                        scalars.setdefault(category, []).append(self._label_number(entry, number, category))
             self.resolve(row["image"], f"index.csv row {number}")
-            rows.append(IndexRow(row["image"], row["split"], (sizes[0], sizes[1]), (sizes[2], sizes[3]), masks, scalars))
+            rows.append(IndexRow(row["image"], row["split"], (sizes[0], sizes[1]), (sizes[2], sizes[3]), masks, scalars,
+                                 int(number)))
         return rows
+
+    def _label_number(self, entry: str, row: str, category: str) -> int:
+        if not (entry.isascii() and entry.isdigit()):
+            raise BrodenFormatError(
+                f"index.csv: row {row}: column {category!r} holds mask files (.png) and label numbers "
+                f"(non-negative whole numbers) joined by ';', got {entry!r}"
+            )
+        if int(entry) >= len(self.labels):
+            raise BrodenFormatError(
+                f"index.csv: row {row}: column {category!r} names label {entry}, which label.csv does not list "
+                f"(it has labels 0 to {len(self.labels) - 1})"
+            )
+        return int(entry)
 
     def resolve(self, relative: str, where: str) -> Path:
         """The path of a file named in the CSVs; paths that leave the dataset folder are refused."""
@@ -150,11 +177,18 @@ class BrodenDataset:
 
     def load_image(self, index: int) -> np.ndarray:
         """The image as a uint8 (H, W, 3) array."""
-        path = self.resolve(self.rows[index].image, f"index.csv image {index}")
+        row = self.rows[index]
+        path = self.resolve(row.image, f"index.csv image {index}")
         if not path.is_file():
             raise FileNotFoundError(f"image {str(path)!r} (index.csv image {index}) is missing")
         with Image.open(path) as image:
-            return np.array(image.convert("RGB"))
+            array = np.array(image.convert("RGB"))
+        if array.shape[:2] != row.image_size:
+            raise BrodenFormatError(
+                f"image {row.image!r} is {array.shape[0]}x{array.shape[1]} (height x width), but index.csv row "
+                f"{row.csv_row} says ih={row.image_size[0]}, iw={row.image_size[1]}"
+            )
+        return array
 
     def load_masks(self, index: int) -> dict[str, list[np.ndarray]]:
         """Per pixel category, the label-number planes (int32 arrays at segmentation size) of one image."""
@@ -171,6 +205,13 @@ class BrodenDataset:
                 if decoded.shape != row.segmentation_size:
                     raise BrodenFormatError(
                         f"mask {name!r} is {decoded.shape}, index.csv says {row.segmentation_size} (image {index})"
+                    )
+                unknown = decoded[decoded >= len(self.labels)]
+                if unknown.size:
+                    raise BrodenFormatError(
+                        f"mask {name!r} (index.csv row {row.csv_row}, {category}) has pixel value "
+                        f"{int(unknown.max())}, a label number that label.csv does not list "
+                        f"(it has labels 0 to {len(self.labels) - 1})"
                     )
                 planes.setdefault(category, []).append(decoded)
         return planes
@@ -227,13 +268,18 @@ def write_tables(root: Path, categories: list[str], labels: list[tuple[str, str]
 def fetch_broden(destination: str | Path, resolution: int = 224, timeout: float = 10.0) -> Path:
     """Download and unpack the real Broden (broden1_224, _227 or _384; about 1 GB) into ``destination``.
 
-    Needs a network; without one it fails within ``timeout`` seconds.
+    Needs a network; without one it fails within ``timeout`` seconds, and with INTERPVIZ_OFFLINE set it
+    fails at once. A destination folder that this call created is removed again when the download fails.
     """
     if resolution not in (224, 227, 384):
         raise ValueError(f"Broden comes at resolutions 224, 227 and 384, not {resolution}")
     destination = Path(destination)
-    destination.mkdir(parents=True, exist_ok=True)
     url = BRODEN_URL.format(resolution=resolution)
+    if settings.offline():
+        raise ConnectionError(f"INTERPVIZ_OFFLINE is set, so {url} is not downloaded; unset it, or fetch it on a "
+                              f"machine with internet and unpack it into {destination}")
+    created = not destination.exists()
+    destination.mkdir(parents=True, exist_ok=True)
     archive = destination / f"broden1_{resolution}.zip"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, archive.open("wb") as out:
@@ -244,6 +290,8 @@ def fetch_broden(destination: str | Path, resolution: int = 224, timeout: float 
                     bar.update(len(chunk))
     except OSError as error:
         archive.unlink(missing_ok=True)
+        if created:
+            shutil.rmtree(destination, ignore_errors=True)
         raise ConnectionError(f"could not download {url} ({error}); fetch it on a machine with internet "
                               f"and unpack it into {destination}") from error
     with zipfile.ZipFile(archive) as zipped:

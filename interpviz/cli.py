@@ -3,16 +3,124 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable, NoReturn
 
 import torch
 
 from interpviz.book import STALL_SECONDS, build_book
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, except that a bad argument gives one line on stderr (exit status 2), not the usage too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(text: str, convert: Callable[[str], float], is_allowed: Callable[[float], bool], allowed: str) -> float:
+    """``text`` converted with ``convert`` if ``is_allowed`` accepts it; else an error saying what is allowed."""
+    try:
+        value = convert(text)
+    except ValueError:
+        value = None
+    if value is None or not is_allowed(value):
+        raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number of at least 1: sizes, steps, counts."""
+    return _number(text, int, lambda value: value >= 1, "a whole number of at least 1")
+
+
+def seed_number(text: str) -> int:
+    """A random seed: a whole number from 0 to 2**32 - 1."""
+    return _number(text, int, lambda value: 0 <= value < 2**32, f"a whole number from 0 to {2**32 - 1}")
+
+
+def positive_float(text: str) -> float:
+    """A finite number greater than 0: minutes, seconds, learning rates."""
+    return _number(text, float, lambda value: 0 < value < math.inf, "a number greater than 0")
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number of at least 0."""
+    return _number(text, float, lambda value: 0 <= value < math.inf, "a number of at least 0")
+
+
+def fraction(text: str) -> float:
+    """A number from 0 to 1, both included (an IoU threshold)."""
+    return _number(text, float, lambda value: 0 <= value <= 1, "a number from 0 to 1")
+
+
+def open_fraction(text: str) -> float:
+    """A number strictly between 0 and 1 (a quantile)."""
+    return _number(text, float, lambda value: 0 < value < 1, "a number between 0 and 1 (both excluded)")
+
+
+def _check_writable_folder(folder: Path) -> None:
+    """Raise ArgumentTypeError unless ``folder`` exists and this user may write in it."""
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"folder {str(folder)!r} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write in folder {str(folder)!r}")
+
+
+def _output_file(text: str, suffixes: tuple[str, ...], example: str) -> Path:
+    """A file to write: not a folder, ending in one of ``suffixes``, in a writable folder that exists."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name, e.g. {str(path / example)!r}")
+    if path.suffix.lower() not in suffixes:
+        raise argparse.ArgumentTypeError(f"{text!r} does not end in {' or '.join(suffixes)}; "
+                                         f"give a file name such as {example!r}")
+    _check_writable_folder(path.parent)
+    return path
+
+
+def image_file(text: str) -> Path:
+    """A PNG or JPEG file to write, in a folder that exists."""
+    return _output_file(text, (".png", ".jpg", ".jpeg"), "unit.png")
+
+
+def checkpoint_file(text: str) -> Path:
+    """A PyTorch checkpoint file to write (.pt or .pth), in a folder that exists."""
+    return _output_file(text, (".pt", ".pth"), "model.pt")
+
+
+def output_folder(text: str) -> Path:
+    """A folder to write into: new or existing, not a file, in a writable folder that exists."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a file; give a folder")
+    _check_writable_folder(path.absolute().parent)
+    return path
+
+
+def report_folder(text: str) -> Path:
+    """A folder for the dissection report: new, empty, or an earlier report (replaced once the new one is complete)."""
+    from interpviz.dissect_report import check_report_folder
+
+    path = output_folder(text)
+    try:
+        check_report_folder(path)
+    except FileExistsError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return path
+
+
+def dataset_choice(text: str) -> str:
+    """``synthetic`` or a Broden folder that exists."""
+    if text != "synthetic" and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"must be 'synthetic' or a Broden folder; there is no folder {text!r}")
+    return text
 
 
 def doctor() -> int:
@@ -144,10 +252,21 @@ def dissect_command(arguments: argparse.Namespace) -> int:
 
 
 def fetch_broden_command(arguments: argparse.Namespace) -> int:
-    """Download and unpack the real Broden dataset (needs a network)."""
+    """Download and unpack the real Broden dataset (needs a network); a folder it created is removed if that fails."""
+    from interpviz import settings
     from interpviz.broden import fetch_broden
 
-    print(f"Broden unpacked in {fetch_broden(arguments.destination, arguments.resolution)}")
+    destination = arguments.destination
+    if settings.offline():
+        raise ConnectionError(f"{settings.OFFLINE_VARIABLE} is set, so nothing is downloaded; unset it, or fetch "
+                              f"Broden on a machine with internet and unpack it into {destination}")
+    created = not destination.exists()
+    try:
+        print(f"Broden unpacked in {fetch_broden(destination, arguments.resolution)}")
+    except BaseException:
+        if created:
+            shutil.rmtree(destination, ignore_errors=True)
+        raise
     return 0
 
 
@@ -176,21 +295,21 @@ def train_text_command(arguments: argparse.Namespace) -> int:
 
 
 def _add_render_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", type=int, default=128, help="image size in pixels (default 128)")
-    parser.add_argument("--steps", type=int, default=256, help="optimization steps (default 256)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
+    parser.add_argument("--size", type=positive_int, default=128, help="image size in pixels (default 128)")
+    parser.add_argument("--steps", type=positive_int, default=256, help="optimization steps (default 256)")
+    parser.add_argument("--seed", type=seed_number, default=0, help="random seed (default 0)")
+    parser.add_argument("-o", "--output", type=image_file, required=True, help="PNG (or JPEG) file to write")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``interpviz`` command."""
-    parser = argparse.ArgumentParser(prog="interpviz", description=__doc__)
+def build_parser() -> ArgumentParser:
+    """The ``interpviz`` command's parser: every argument is checked here, before any work starts."""
+    parser = ArgumentParser(prog="interpviz", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("doctor", help="report which weights and data are available offline")
     book = commands.add_parser("book", help="execute the notebooks and write HTML pages plus index.html")
     book.add_argument("--notebooks", type=Path, default=Path("notebooks"))
     book.add_argument("--out", type=Path, default=Path("build/book"))
-    book.add_argument("--stall-seconds", type=float, default=STALL_SECONDS,
+    book.add_argument("--stall-seconds", type=positive_float, default=STALL_SECONDS,
                       help="rerun a notebook whose kernel used no CPU this long (default %(default).0f)")
     render_parser = commands.add_parser("render", help="feature visualization of one channel, saved as PNG")
     render_parser.add_argument("model", help="zoo model, e.g. efficientnet_lite0")
@@ -201,44 +320,52 @@ def main(argv: list[str] | None = None) -> int:
     grid_parser.add_argument("model", help="zoo model, e.g. efficientnet_lite0")
     grid_parser.add_argument("layer", help="layer name, e.g. blocks.6")
     grid_parser.add_argument("--channels", type=parse_channels, default=list(range(16)), help="e.g. 0-15 or 1,3,8-10")
-    grid_parser.add_argument("--columns", type=int, default=8, help="images per row (default 8)")
+    grid_parser.add_argument("--columns", type=positive_int, default=8, help="images per row (default 8)")
     _add_render_options(grid_parser)
     prior_parser = commands.add_parser("train-prior", help="train the denoising-autoencoder image prior")
-    prior_parser.add_argument("--steps", type=int, default=4000, help="training steps (default 4000)")
-    prior_parser.add_argument("--patches-per-scale", type=int, default=40, help="patches per photo and scale")
-    prior_parser.add_argument("--seed", type=int, default=0)
-    prior_parser.add_argument("-o", "--output", type=Path, default=Path("data/denoiser.pt"))
+    prior_parser.add_argument("--steps", type=positive_int, default=4000, help="training steps (default 4000)")
+    prior_parser.add_argument("--patches-per-scale", type=positive_int, default=40, help="patches per photo and scale")
+    prior_parser.add_argument("--seed", type=seed_number, default=0)
+    prior_parser.add_argument("-o", "--output", type=checkpoint_file, default="data/denoiser.pt")
     dissect_parser = commands.add_parser("dissect", help="Network Dissection of layers, with an HTML report")
     dissect_parser.add_argument("model", help="zoo model, e.g. efficientnet_lite0")
     dissect_parser.add_argument("--layers", type=parse_layers, required=True, help="e.g. blocks.4,blocks.12")
-    dissect_parser.add_argument("--dataset", default="synthetic", help="'synthetic' (default) or a Broden folder")
-    dissect_parser.add_argument("--out", type=Path, required=True, help="folder for tally.csv files and HTML")
-    dissect_parser.add_argument("--quantile", type=float, default=0.005)
-    dissect_parser.add_argument("--iou-threshold", type=float, default=0.04)
+    dissect_parser.add_argument("--dataset", type=dataset_choice, default="synthetic",
+                                help="'synthetic' (default) or a Broden folder")
+    dissect_parser.add_argument("--out", type=report_folder, required=True,
+                                help="folder for tally.csv files and HTML: new, empty, or an earlier report, "
+                                     "which is replaced once the new one is complete")
+    dissect_parser.add_argument("--quantile", type=open_fraction, default=0.005)
+    dissect_parser.add_argument("--iou-threshold", type=fraction, default=0.04)
     dissect_parser.add_argument("--exact", action="store_true", help="exact thresholds (more memory)")
     dissect_parser.add_argument("--negative", action="store_true", help="dissect the bottom quantile instead")
     dissect_parser.add_argument("--random-weights", action="store_true", help="the random-weights baseline")
-    dissect_parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
-    dissect_parser.add_argument("--batch-size", type=int, default=None,
+    dissect_parser.add_argument("--limit", type=positive_int, default=None, help="use only the first N images")
+    dissect_parser.add_argument("--batch-size", type=positive_int, default=None,
                                 help="images per batch (default: 32 on a GPU; on a CPU, as many as keep tensors under 32 MiB)")
     dissect_parser.add_argument("--feature-file", choices=["auto", "always", "never"], default="auto",
                                 help="keep layer outputs in a file under TMPDIR so the model runs once "
                                      "(default: when they take under 4 GiB and half the free disk)")
     fetch_parser = commands.add_parser("fetch-broden", help="download the real Broden dataset (needs internet)")
-    fetch_parser.add_argument("destination", type=Path)
+    fetch_parser.add_argument("destination", type=output_folder)
     fetch_parser.add_argument("--resolution", type=int, default=224, choices=[224, 227, 384])
     text_parser = commands.add_parser("train-text", help="train the char-LSTM on the stdlib source (resumable)")
-    text_parser.add_argument("--minutes", type=float, default=12.0, help="wall-clock training time (default 12)")
-    text_parser.add_argument("--hidden", type=int, default=256)
-    text_parser.add_argument("--layers", type=int, default=1)
-    text_parser.add_argument("--seed", type=int, default=0)
-    text_parser.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3)")
-    text_parser.add_argument("--final-lr", type=float, default=None,
+    text_parser.add_argument("--minutes", type=positive_float, default=12.0, help="wall-clock training time (default 12)")
+    text_parser.add_argument("--hidden", type=positive_int, default=256)
+    text_parser.add_argument("--layers", type=positive_int, default=1)
+    text_parser.add_argument("--seed", type=seed_number, default=0)
+    text_parser.add_argument("--lr", type=positive_float, default=2e-3, help="Adam learning rate (default 2e-3)")
+    text_parser.add_argument("--final-lr", type=non_negative_float, default=None,
                              help="anneal the learning rate from --lr to this value with a cosine over this run")
     text_parser.add_argument("--resume", action="store_true", help="continue from the checkpoint at --output")
-    text_parser.add_argument("--validation-chars", type=int, default=300_000)
-    text_parser.add_argument("-o", "--output", type=Path, default=Path("data/char_lstm.pt"))
-    arguments = parser.parse_args(argv)
+    text_parser.add_argument("--validation-chars", type=positive_int, default=300_000)
+    text_parser.add_argument("-o", "--output", type=checkpoint_file, default="data/char_lstm.pt")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``interpviz``: 0 on success; 2 and one line on stderr for a bad argument or error; 130 on Ctrl-C."""
+    arguments = build_parser().parse_args(argv)
     commands_by_name = {
         "doctor": lambda: doctor(),
         "book": lambda: build_book(arguments.notebooks, arguments.out, stall_seconds=arguments.stall_seconds),
@@ -254,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, IndexError, OSError) as error:
         print(f"interpviz {arguments.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"interpviz {arguments.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

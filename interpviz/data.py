@@ -127,21 +127,45 @@ def patch_set(
 
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+
+
+def _read_image_file(path: Path) -> Image.Image:
+    """An image file as a PIL RGB image: grey is repeated, 16-bit grey is scaled to 8 bits, alpha is refused."""
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            image = opened.copy()
+    except OSError as error:
+        raise OSError(f"could not read image file {str(path)!r} ({error}); replace or remove it") from error
+    if "A" in image.mode or "transparency" in image.info:
+        raise ValueError(
+            f"image file {str(path)!r} has transparent pixels (mode {image.mode!r}); interpviz reads RGB images, "
+            "as model.preprocess does. Decide what transparent pixels should become and save the file as RGB"
+        )
+    if image.mode in SIXTEEN_BIT_MODES:
+        eight_bit = (np.asarray(image, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8)
+        image = Image.fromarray(eight_bit)
+    return image.convert("RGB")
 
 
 def image_folder(folder: str | Path, size: int = 128, limit: int | None = None) -> ImageSet:
-    """Every image under ``folder`` (recursively, sorted by path), centre-cropped square and resized to ``size``."""
+    """Every image under ``folder`` (recursively, sorted by path), centre-cropped square and resized to ``size``.
+
+    ``limit`` reads only the first ``limit`` images (None: all of them).
+    """
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be a number of images of at least 1, or None for all of them; got {limit}")
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {str(root)!r} does not exist")
     paths = sorted(path for path in root.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {str(root)!r}")
-    paths = paths[:limit] if limit else paths
+    paths = paths[:limit]
     images = []
     for path in tqdm(paths, desc="reading images", leave=False):
-        with Image.open(path) as opened:
-            image = opened.convert("RGB")
+        image = _read_image_file(path)
         side = min(image.size)
         left, top = (image.width - side) // 2, (image.height - side) // 2
         image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)

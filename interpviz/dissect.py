@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from interpviz.broden import BrodenDataset, Label
-from interpviz.hooks import forward_to
+from interpviz.hooks import forward_to, layer_path
 from interpviz.images import to_tensor
 from interpviz.models.zoo import LoadedModel
 from interpviz.speed import LARGE_BLOCK_BYTES, fast_copy, inference_batch_size
@@ -76,6 +76,10 @@ class DissectionSettings:
     def __post_init__(self):
         if not 0 < self.quantile < 1:
             raise ValueError(f"quantile must be in (0, 1), got {self.quantile}")
+        if not 0 <= self.iou_threshold <= 1:
+            raise ValueError(f"iou_threshold must be in [0, 1] (an IoU), got {self.iou_threshold}")
+        if self.top_images < 1:
+            raise ValueError(f"top_images must be at least 1, got {self.top_images}")
         if self.union_rule not in ("present", "overlap"):
             raise ValueError(f"union_rule must be 'present' or 'overlap', got {self.union_rule!r}")
         if self.direction not in ("positive", "negative"):
@@ -245,6 +249,22 @@ class LayerDissection:
         values, numbers = scores.max(dim=1)
         return [UnitLabel(unit, self.labels[n].name, self.labels[n].category, max(float(v), 0.0))
                 for unit, (v, n) in enumerate(zip(values.tolist(), numbers.tolist()))]
+
+    def best_margin(self) -> torch.Tensor:
+        """Per unit, how far its best concept's IoU is above the second best's (a near-tie when small)."""
+        scores = self.iou.clone()
+        scores[:, 0] = -1
+        top_two = scores.topk(2, dim=1).values.clamp_min(0)
+        return top_two[:, 0] - top_two[:, 1]
+
+    def clear_best(self, margin: float) -> dict[int, UnitLabel]:
+        """Best concepts, by unit, of the units whose best beats their second best by more than ``margin``.
+
+        Compare labels across runs only here: where two concepts nearly tie, the last bits of a float
+        (another CPU, another batch size) can flip which one is best.
+        """
+        clear = self.best_margin() > margin
+        return {unit.unit: unit for unit in self.best() if clear[unit.unit]}
 
     def detectors(self, iou_threshold: float | None = None) -> list[UnitLabel]:
         """Units whose best concept has IoU above the threshold (default: the settings' 0.04)."""
@@ -462,6 +482,11 @@ def dissect(model: LoadedModel, dataset: BrodenDataset, layers: str | Sequence[s
     the end, also after an error) when they take at most ``FEATURE_FILE_LIMIT`` bytes and half the free disk,
     so that the model runs once; "always" and "never" force the choice.
     """
+    if isinstance(model, torch.nn.Module):
+        raise TypeError("dissect needs a LoadedModel, which knows its preprocessing and layers; "
+                        "wrap your module with models.wrap(module)")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a whole number of images, at least 1 (or None for all), got {limit!r}")
     names = [layers] if isinstance(layers, str) else list(layers)
     for name in names:
         model.layer(name)
@@ -470,7 +495,7 @@ def dissect(model: LoadedModel, dataset: BrodenDataset, layers: str | Sequence[s
         raise ValueError("the dataset has no images")
     if settings.batch_size is None:
         settings = dataclasses.replace(settings, batch_size=inference_batch_size(model, dataset.rows[0].image_size))
-    model = dataclasses.replace(model, module=fast_copy(model.module))
+    model = dataclasses.replace(model, module=fast_copy(model.module, keep=[layer_path(model, n) for n in names]))
     sign = settings.sign
 
     with contextlib.ExitStack() as cleanup:

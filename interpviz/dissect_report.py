@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -168,11 +169,55 @@ def write_layer_report(model: LoadedModel, dataset: BrodenDataset, result: Layer
     return page
 
 
+def check_report_folder(out: Path) -> None:
+    """Raise FileExistsError unless ``out`` is new, an empty folder, or an earlier report (it holds index.html)."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{str(out)!r} is a file; give a folder for the report")
+    if out.is_dir() and any(out.iterdir()) and not (out / "index.html").is_file():
+        raise FileExistsError(f"{str(out)!r} holds files but no report (no index.html); give a new folder, "
+                              f"an empty one, or an earlier report to replace")
+
+
+def _move_into_place(finished: Path, out: Path) -> None:
+    """Rename the folder ``finished`` to ``out``; an earlier ``out`` is moved aside first and deleted afterwards."""
+    previous = out.with_name(f".{out.name}.previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if out.exists():
+        out.rename(previous)
+    try:
+        finished.rename(out)
+    except BaseException:
+        if previous.exists():
+            previous.rename(out)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
+
+
 def write_report(model: LoadedModel, dataset: BrodenDataset, results: dict[str, LayerDissection], out: str | Path,
                  images_per_unit: int = 4) -> Path:
-    """For every layer, ``<layer>-tally.csv`` and ``<layer>.html``; plus ``index.html`` linking them."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """For every layer, ``<layer>-tally.csv`` and ``<layer>.html``; plus ``index.html`` linking them.
+
+    ``out`` may be new, an empty folder, or an earlier report. The files are written into the hidden folder
+    ``.<out>.partial`` beside it, which replaces ``out`` only once complete: an interruption (Ctrl-C) or an
+    error leaves ``out`` as it was and no partial report.
+    """
+    out = Path(out).resolve()
+    check_report_folder(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    try:
+        _write_report_files(model, dataset, results, partial, images_per_unit)
+        _move_into_place(partial, out)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return out / "index.html"
+
+
+def _write_report_files(model: LoadedModel, dataset: BrodenDataset, results: dict[str, LayerDissection], out: Path,
+                        images_per_unit: int) -> None:
+    """Write the tallies, the layer pages and index.html into the folder ``out``."""
     items = []
     for layer, result in results.items():
         result.write_tally(out / f"{layer}-tally.csv")
@@ -190,4 +235,3 @@ def write_report(model: LoadedModel, dataset: BrodenDataset, results: dict[str, 
         + (f"<img src='{chart}'>" if chart else "") + "</body></html>\n",
         encoding="utf-8",
     )
-    return index

@@ -8,6 +8,7 @@ the requested layers: once the last one has produced its output, the forward pas
 from __future__ import annotations
 
 import difflib
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -22,6 +23,17 @@ class UnknownLayerError(ValueError):
 
 class ChannelOutOfRangeError(IndexError):
     """A channel index outside a layer's channels."""
+
+
+class LayerCalledTwiceError(ValueError):
+    """A layer whose module runs more than once per forward pass, so that 'its output' is ambiguous."""
+
+
+def called_twice_message(name: str) -> str:
+    """The one message every function gives for a layer whose module runs more than once per forward pass."""
+    return (f"layer {name!r} runs more than once in each forward pass (a module shared inside a block, such as "
+            "the ReLU of a ResNet block), so its output is ambiguous; address its parent module or a layer "
+            "that runs once instead")
 
 
 @dataclass(frozen=True)
@@ -76,11 +88,71 @@ def _module_table(module: nn.Module) -> dict[str, nn.Module]:
     return {name: sub for name, sub in module.named_modules() if name}
 
 
+def layer_path(model, name: str) -> str:
+    """The module path of layer ``name`` (module path or alias)."""
+    module, aliases = _unwrap(model)
+    return resolve_layer_name(name, list(_module_table(module)), aliases)
+
+
 def get_layer(model, name: str) -> nn.Module:
     """The submodule called ``name`` (module path or alias)."""
-    module, aliases = _unwrap(model)
-    table = _module_table(module)
-    return table[resolve_layer_name(name, list(table), aliases)]
+    module, _ = _unwrap(model)
+    return _module_table(module)[layer_path(model, name)]
+
+
+@dataclass(frozen=True)
+class _DryRun:
+    """What one forward pass of a module showed: call order, calls per module path, output shapes."""
+
+    order: list[str]
+    calls: dict[str, int]
+    shapes: dict[str, tuple[int, ...]]
+
+
+_dry_runs: "weakref.WeakKeyDictionary[nn.Module, _DryRun]" = weakref.WeakKeyDictionary()
+
+
+def _dry_run(module: nn.Module, example: torch.Tensor) -> _DryRun:
+    """Run ``module`` once on ``example`` without gradients and record every submodule's calls and shape."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    calls: dict[str, int] = {}
+    order: list[str] = []
+    handles = []
+
+    def make_hook(name: str):
+        def hook(_module, _inputs, output):
+            if name not in calls:
+                order.append(name)
+            calls[name] = calls.get(name, 0) + 1
+            if isinstance(output, torch.Tensor):
+                shapes[name] = tuple(output.shape[1:])
+
+        return hook
+
+    try:
+        for name, sub in _module_table(module).items():
+            handles.append(sub.register_forward_hook(make_hook(name)))
+        with torch.no_grad():
+            module(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    run = _DryRun(order, calls, shapes)
+    _dry_runs[module] = run
+    return run
+
+
+def check_called_once(model, names: Sequence[str], example: torch.Tensor) -> None:
+    """Raise LayerCalledTwiceError for any of ``names`` whose module runs more than once per forward pass.
+
+    The call counts come from one dry forward pass of one image like ``example``, remembered per module.
+    """
+    module, _ = _unwrap(model)
+    paths = {name: layer_path(model, name) for name in names}
+    run = _dry_runs.get(module) or _dry_run(module, example[:1].detach())
+    for name, path in paths.items():
+        if run.calls.get(path, 0) > 1:
+            raise LayerCalledTwiceError(called_twice_message(name))
 
 
 @contextmanager
@@ -95,18 +167,22 @@ def capture(model, layers: str | Sequence[str], detach: bool = False) -> Iterato
     table = _module_table(module)
     targets = {name: table[resolve_layer_name(name, list(table), aliases)] for name in names}
     recorded: dict[str, torch.Tensor] = {}
-    handles = []
+    seen_this_pass: set[str] = set()
+    handles = [module.register_forward_pre_hook(lambda _module, _inputs: seen_this_pass.clear())]
     try:
         for name, target in targets.items():
-            handles.append(target.register_forward_hook(_recorder(name, recorded, detach)))
+            handles.append(target.register_forward_hook(_recorder(name, recorded, seen_this_pass, detach)))
         yield recorded
     finally:
         for handle in handles:
             handle.remove()
 
 
-def _recorder(name: str, recorded: dict[str, torch.Tensor], detach: bool):
+def _recorder(name: str, recorded: dict[str, torch.Tensor], seen_this_pass: set[str], detach: bool):
     def hook(_module, _inputs, output):
+        if name in seen_this_pass:
+            raise LayerCalledTwiceError(called_twice_message(name))
+        seen_this_pass.add(name)
         if not isinstance(output, torch.Tensor):
             raise TypeError(f"layer {name!r} returns {type(output).__name__}, not a tensor; choose another layer")
         recorded[name] = output.detach().clone() if detach else output.clone()
@@ -122,6 +198,7 @@ def forward_to(model, inputs: torch.Tensor, layers: str | Sequence[str], detach:
     """
     module, _ = _unwrap(model)
     names = [layers] if isinstance(layers, str) else list(layers)
+    check_called_once(model, names, inputs)
     stop_handles = []
     with capture(model, names, detach=detach) as recorded:
 
@@ -151,32 +228,10 @@ def describe_layers(module: nn.Module, input_size: int, device: torch.device | s
     Modules called more than once per pass (a ReLU shared inside a ResNet block) are left out, because
     their output is ambiguous; address their parent instead.
     """
-    shapes: dict[str, tuple[int, ...]] = {}
-    calls: dict[str, int] = {}
-    order: list[str] = []
-    handles = []
-
-    def make_hook(name: str):
-        def hook(_module, _inputs, output):
-            if name not in calls:
-                order.append(name)
-            calls[name] = calls.get(name, 0) + 1
-            if isinstance(output, torch.Tensor):
-                shapes[name] = tuple(output.shape[1:])
-
-        return hook
-
+    run = _dry_run(module, torch.zeros(1, 3, input_size, input_size, device=device))
     table = _module_table(module)
-    try:
-        for name, sub in table.items():
-            handles.append(sub.register_forward_hook(make_hook(name)))
-        with torch.no_grad():
-            module(torch.zeros(1, 3, input_size, input_size, device=device))
-    finally:
-        for handle in handles:
-            handle.remove()
     return [
-        LayerInfo(name=name, kind=type(table[name]).__name__, output_shape=shapes[name])
-        for name in order
-        if calls[name] == 1 and name in shapes
+        LayerInfo(name=name, kind=type(table[name]).__name__, output_shape=run.shapes[name])
+        for name in run.order
+        if run.calls[name] == 1 and name in run.shapes
     ]

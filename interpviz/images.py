@@ -22,7 +22,7 @@ def as_rgb_array(image: ImageLike) -> np.ndarray:
                 f"Convert it first, e.g. image.convert('RGB')"
                 + (" (decide first what transparent pixels should become)" if "A" in image.mode else "")
             )
-        return np.asarray(image)
+        return _not_empty(np.asarray(image))
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
             raise TypeError(
@@ -37,8 +37,17 @@ def as_rgb_array(image: ImageLike) -> np.ndarray:
         if image.ndim != 3 or image.shape[2] != 3:
             hint = " (RGBA: drop or composite the alpha channel first)" if image.ndim == 3 and image.shape[2] == 4 else ""
             raise ValueError(f"got an array of shape {image.shape}; interpviz takes {ALLOWED_IMAGES}{hint}")
-        return image
+        if any(stride < 0 for stride in image.strides):
+            image = image.copy()
+        return _not_empty(image)
     raise TypeError(f"got {type(image).__name__}; interpviz takes {ALLOWED_IMAGES}, or a list of them")
+
+
+def _not_empty(array: np.ndarray) -> np.ndarray:
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"got an empty image of height {array.shape[0]} and width {array.shape[1]}; "
+                         "images need at least one pixel")
+    return array
 
 
 def as_image_list(images: ImageLike | Sequence[ImageLike]) -> list[np.ndarray]:

@@ -2,7 +2,8 @@
 
 In eval mode a batch norm after a convolution is a fixed affine map, so it can be folded into the
 convolution's weights and bias; the batch-norm module is replaced by an Identity, which keeps every layer
-name addressable. Channels-last memory layout speeds up (depthwise) convolutions on CPUs. Measured on the
+name addressable. A folded convolution outputs what its batch norm did, so a convolution that the caller
+reads (``keep``) is left unfolded: every layer name gives the same values on the copy as on the model. Channels-last memory layout speeds up (depthwise) convolutions on CPUs. Measured on the
 2-core CPU (benchmarks/optvis_vs_lucent.py): about 1.9x more render steps per second on EfficientNet-Lite0.
 render() and dissect() use it; the user's model is never modified: this works on a deep copy.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Collection
 
 import torch
 from torch import nn
@@ -30,13 +32,20 @@ GLIBC_MEMORY_REUSE = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_thr
 """GLIBC_TUNABLES value (the Makefile exports the same) that keeps up to 1 GiB of freed memory for reuse."""
 
 
-def fold_batch_norms(module: nn.Module) -> int:
-    """In place: fold every BatchNorm2d that directly follows a Conv2d inside an nn.Sequential. Returns the count."""
+def fold_batch_norms(module: nn.Module, keep: Collection[str] = ()) -> int:
+    """In place: fold every BatchNorm2d that directly follows a Conv2d inside an nn.Sequential. Returns the count.
+
+    Convolutions whose module path is in ``keep`` are not folded, so that their output stays their own.
+    """
     folded = 0
-    for sequential in [sub for sub in module.modules() if isinstance(sub, nn.Sequential)]:
+    sequentials = [(path, sub) for path, sub in module.named_modules() if isinstance(sub, nn.Sequential)]
+    for path, sequential in sequentials:
         names = list(sequential._modules)
         for first, second in zip(names, names[1:]):
             conv, norm = sequential._modules[first], sequential._modules[second]
+            conv_path = f"{path}.{first}" if path else first
+            if conv_path in keep:
+                continue
             if type(norm) is nn.BatchNorm2d and isinstance(conv, nn.Conv2d) and norm.track_running_stats:
                 fused = fuse_conv_bn_eval(conv, norm)
                 sequential._modules[first] = fused
@@ -68,15 +77,18 @@ def activations_in_place(module: nn.Module) -> int:
     return switched
 
 
-def fast_copy(module: nn.Module) -> nn.Module:
-    """A deep copy in eval mode, without weight gradients, batch norms folded, in-place activations, channels-last."""
+def fast_copy(module: nn.Module, keep: Collection[str] = ()) -> nn.Module:
+    """A deep copy in eval mode, without weight gradients, batch norms folded, in-place activations, channels-last.
+
+    ``keep``: module paths that the caller will read; they output on the copy what they output on the model.
+    """
     fast = copy.deepcopy(module).eval()
     fast.requires_grad_(False)
     for sub in fast.modules():
         sub._forward_hooks.clear()
         sub._forward_pre_hooks.clear()
     with torch.no_grad():
-        fold_batch_norms(fast)
+        fold_batch_norms(fast, keep)
     activations_in_place(fast)
     return fast.to(memory_format=torch.channels_last)
 

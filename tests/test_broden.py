@@ -1,11 +1,10 @@
-"""The Broden reader on fixtures written by hand in the real format, and the synthetic generator."""
+"""The Broden reader on fixtures written by hand in the real format (the synthetic set: test_concepts.py)."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from interpviz.broden import BrodenDataset, BrodenFormatError, encode_mask
-from interpviz.concepts import COLOURS, SHAPES, TEXTURES, concept_labels, generate
 
 INDEX_HEADER = "image,split,ih,iw,sh,sw,color,object,part,material,scene,texture\n"
 
@@ -104,20 +103,94 @@ def test_label_numbers_must_be_consecutive(tmp_path):
         BrodenDataset(write_fixture(tmp_path, label_rows=rows))
 
 
-def test_synthetic_set_is_deterministic_and_exact(tmp_path):
-    first = BrodenDataset(generate(tmp_path / "one", count=30, size=64, seed=3, progress=False))
-    again = BrodenDataset(generate(tmp_path / "two", count=30, size=64, seed=3, progress=False))
-    assert np.array_equal(first.load_image(7), again.load_image(7))
-    labels = concept_labels()
-    assert len(COLOURS) == 11 and len(TEXTURES) >= 8 and len(SHAPES) >= 6
-    assert [label.name for label in first.labels[1:]] == [name for name, _ in labels.names]
-    for index in range(len(first)):
-        row = first.rows[index]
-        assert row.segmentation_size == (32, 32)
-        assert ("scene" in row.scalars) != ("texture" in row.scalars)
-        colour = first.load_masks(index)["color"][0]
-        assert (colour > 0).all(), "every pixel has a colour"
-        image = first.load_image(index)[::2, ::2].astype(int)
-        for number in np.unique(colour):
-            rgb = np.array(COLOURS[first.labels[number].name])
-            assert np.abs(np.median(image[colour == number], axis=0) - rgb).max() < 20
+def test_a_blank_last_line_and_a_byte_order_mark_are_read(tmp_path):
+    root = write_fixture(tmp_path)
+    index = root / "index.csv"
+    index.write_bytes(b"\xef\xbb\xbf" + index.read_bytes() + b"\n")
+    label = root / "label.csv"
+    label.write_text(label.read_text() + ",,,,,\n")
+    dataset = BrodenDataset(root)
+    assert len(dataset) == 2 and len(dataset.labels) == 301
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path):
+    root = write_fixture(tmp_path)
+    label = root / "label.csv"
+    label.write_bytes(label.read_bytes().replace(b"label7,", "caf\u00e9,".encode("latin-1")))
+    with pytest.raises(BrodenFormatError, match=r"label.csv: row 9 is not UTF-8 text \(byte 0xe9\)"):
+        BrodenDataset(root)
+
+
+def test_label_zero_is_filled_in_when_missing(tmp_path):
+    root = write_fixture(tmp_path)
+    label = root / "label.csv"
+    header, _, *rest = label.read_text().splitlines(keepends=True)
+    label.write_text(header + "".join(rest))
+    dataset = BrodenDataset(root)
+    assert [label.number for label in dataset.labels[:3]] == [0, 1, 2]
+    assert dataset.labels[0].name == "-" and dataset.labels[1].name == "label1"
+
+
+NOT_AN_ENTRY = "index.csv: row 2: column 'scene' holds mask files \\(.png\\) and label numbers .*got"
+
+
+@pytest.mark.parametrize(
+    "scene, message",
+    [
+        ("-5", f"{NOT_AN_ENTRY} '-5'"),
+        ("5.0", f"{NOT_AN_ENTRY} '5.0'"),
+        ("sky", f"{NOT_AN_ENTRY} 'sky'"),
+        ("5;301", "index.csv: row 2: column 'scene' names label 301, which label.csv does not list"),
+    ],
+)
+def test_bad_scalar_labels_name_file_row_and_value(tmp_path, scene, message):
+    rows = [f"set/a.jpg,train,8,8,4,4,,,,,{scene},\n"]
+    with pytest.raises(BrodenFormatError, match=message):
+        BrodenDataset(write_fixture(tmp_path, index_rows=rows))
+
+
+def test_a_column_may_hold_masks_and_label_numbers(tmp_path):
+    rows = ["set/a.jpg,train,8,8,4,4,,,,,,set/a_color.png;6\n"]
+    row = BrodenDataset(write_fixture(tmp_path, index_rows=rows)).rows[0]
+    assert row.masks == {"texture": ["set/a_color.png"]} and row.scalars == {"texture": [6]}
+
+
+def test_a_mask_pixel_missing_from_label_csv_is_named(tmp_path):
+    root = write_fixture(tmp_path)
+    encode_mask(np.full((4, 4), 301)).save(root / "images" / "set" / "a_object.png")
+    dataset = BrodenDataset(root)
+    message = r"mask 'set/a_object.png' \(index.csv row 2, object\) has pixel value 301, a label number that label.csv"
+    with pytest.raises(BrodenFormatError, match=message):
+        dataset.load_masks(0)
+
+
+def test_an_image_of_the_wrong_size_is_named(tmp_path):
+    root = write_fixture(tmp_path)
+    Image.new("RGB", (8, 6)).save(root / "images" / "set" / "b.jpg")
+    dataset = BrodenDataset(root)
+    with pytest.raises(BrodenFormatError, match=r"image 'set/b.jpg' is 6x8 .* index.csv row 3 says ih=8, iw=8"):
+        dataset.load_image(1)
+
+
+def test_fetch_broden_respects_offline_mode_and_removes_the_folder_it_made(tmp_path, monkeypatch):
+    import urllib.request
+
+    from interpviz import broden
+
+    monkeypatch.setenv("INTERPVIZ_OFFLINE", "1")
+    with pytest.raises(ConnectionError, match="INTERPVIZ_OFFLINE is set"):
+        broden.fetch_broden(tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+    def no_network(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setenv("INTERPVIZ_OFFLINE", "0")
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    with pytest.raises(ConnectionError, match="could not download"):
+        broden.fetch_broden(tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(ConnectionError):
+        broden.fetch_broden(tmp_path / "kept")
+    assert (tmp_path / "kept").is_dir()

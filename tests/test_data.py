@@ -64,3 +64,36 @@ def test_image_folder_errors(tmp_path):
         data.image_folder(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="no images"):
         data.image_folder(tmp_path)
+
+
+def test_image_folder_scales_16_bit_grey(tmp_path):
+    ramp = np.linspace(0, 65535, 32 * 32).reshape(32, 32).round().astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode == "I;16"
+    images = data.image_folder(tmp_path, size=32)
+    expected = np.repeat((ramp / 257).round()[..., None], 3, axis=-1)
+    assert np.abs(images.images[0].astype(int) - expected).max() <= 2
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_image_folder_refuses_transparent_images_as_preprocess_does(tmp_path, mode):
+    Image.new(mode, (8, 8)).save(tmp_path / "clear.png")
+    with pytest.raises(ValueError, match="clear.png' has transparent pixels .*as model.preprocess does"):
+        data.image_folder(tmp_path)
+
+
+def test_image_folder_names_a_truncated_file(tmp_path):
+    Image.new("RGB", (64, 64), "red").save(tmp_path / "whole.png")
+    whole = (tmp_path / "whole.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(OSError, match="could not read image file '.*cut.png' .*truncated"):
+        data.image_folder(tmp_path)
+
+
+def test_image_folder_limit(tmp_path):
+    for name in "abc":
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{name}.png")
+    assert data.image_folder(tmp_path, size=8, limit=2).captions == ["a.png", "b.png"]
+    for limit in (0, -1):
+        with pytest.raises(ValueError, match=f"limit must be a number of images of at least 1.*got {limit}"):
+            data.image_folder(tmp_path, size=8, limit=limit)

@@ -9,10 +9,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from interpviz import models
-from interpviz.broden import BrodenDataset
+from interpviz.broden import BrodenDataset, Label
 from interpviz.concepts import generate
 import interpviz.dissect
-from interpviz.dissect import DissectionSettings, FeatureFile, HistogramTopValues, dissect, use_feature_file
+from interpviz.dissect import (DissectionSettings, FeatureFile, HistogramTopValues, LayerDissection, dissect,
+                               use_feature_file)
 
 
 @pytest.fixture(scope="module")
@@ -278,3 +279,28 @@ def test_top_images_are_the_most_activating(small_set, tiny_model):
             maxima.append(tiny_model.module(image)[0].flatten(1).amax(dim=1))
     maxima = torch.stack(maxima)
     assert torch.equal(result.top_images, maxima.topk(3, dim=0).indices.T)
+
+
+def test_dissect_arguments_are_checked_before_any_work(small_set, tiny_model):
+    for limit in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="limit must be a whole number of images, at least 1"):
+            dissect(tiny_model, small_set, "2", limit=limit, progress=False)
+    for threshold in (-0.1, 1.5):
+        with pytest.raises(ValueError, match=r"iou_threshold must be in \[0, 1\]"):
+            DissectionSettings(iou_threshold=threshold)
+    with pytest.raises(ValueError, match="top_images must be at least 1"):
+        DissectionSettings(top_images=0)
+    with pytest.raises(TypeError, match="wrap your module with models.wrap"):
+        dissect(tiny_model.module, small_set, "2", progress=False)
+
+
+def test_clear_best_leaves_out_near_ties():
+    labels = [Label(0, "-", "", 0, 0.0), Label(1, "red", "color", 1, 0.1), Label(2, "blue", "color", 1, 0.1)]
+    iou = torch.tensor([[0.0, 0.30, 0.10], [0.0, 0.200, 0.199], [0.0, 0.0, 0.0]])
+    zeros = torch.zeros(3, 3)
+    result = LayerDissection(layer="x", settings=DissectionSettings(), labels=labels, categories=["color"],
+                             thresholds=torch.zeros(3), threshold_error=torch.zeros(3), iou=iou,
+                             intersection=zeros, unit_area=zeros, concept_area=torch.zeros(3),
+                             top_images=torch.zeros(3, 1, dtype=torch.long), top_values=torch.zeros(3, 1))
+    assert torch.allclose(result.best_margin(), torch.tensor([0.2, 0.001, 0.0]))
+    assert {unit: label.label for unit, label in result.clear_best(0.01).items()} == {0: "red"}

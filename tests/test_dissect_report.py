@@ -8,7 +8,7 @@ import torch
 import pytest
 from torch import nn
 
-from interpviz import cli, models
+from interpviz import cli, dissect_report, models
 from interpviz.broden import BrodenDataset
 from interpviz.concepts import generate
 from interpviz.dissect import DissectionSettings, dissect
@@ -52,7 +52,7 @@ def test_category_share_of_unique_detectors(setting):
     for category, count in counts.items():
         assert category_share(lenient, ["0"], [category]) == pytest.approx(count / total)
     assert category_share(lenient, ["0"], list(counts)) == pytest.approx(1.0)
-    strict = {"0": dataclasses.replace(result, settings=DissectionSettings(batch_size=4, iou_threshold=1.1))}
+    strict = {"0": dataclasses.replace(result, settings=DissectionSettings(batch_size=4, iou_threshold=1.0))}
     assert math.isnan(category_share(strict, ["0"], list(counts)))
 
 
@@ -102,3 +102,54 @@ def test_dissect_command_writes_the_report(tmp_path, monkeypatch, capsys):
     assert cli.main(["dissect", "efficientnet_lite0", "--layers", "blocks.1", "--dataset", str(dataset),
                      "--out", str(out), "--limit", "4", "--feature-file", "always"]) == 2
     assert "only 0 MiB are free" in capsys.readouterr().err
+
+
+def interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def test_an_interrupted_report_leaves_no_folder(setting, tmp_path, monkeypatch):
+    model, dataset, results = setting
+    monkeypatch.setattr(dissect_report, "top_image_overlays", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(model, dataset, results, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupted_report_leaves_the_earlier_one_as_it_was(setting, tmp_path, monkeypatch):
+    model, dataset, results = setting
+    out = tmp_path / "out"
+    write_report(model, dataset, results, out, images_per_unit=1)
+    (out / "0-tally.csv").write_text("earlier tally\n")
+    earlier_files = sorted(path.name for path in out.iterdir())
+    monkeypatch.setattr(dissect_report, "top_image_overlays", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(model, dataset, results, out, images_per_unit=1)
+    assert (out / "0-tally.csv").read_text() == "earlier tally\n"
+    assert sorted(path.name for path in out.iterdir()) == earlier_files
+    assert [path.name for path in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_new_report_replaces_an_earlier_one_as_a_whole(setting, tmp_path):
+    model, dataset, results = setting
+    out = tmp_path / "out"
+    write_report(model, dataset, results, out, images_per_unit=1)
+    (out / "stale.html").write_text("from an earlier dissection")
+    index = write_report(model, dataset, results, out, images_per_unit=1)
+    assert index == out / "index.html" and index.is_file()
+    assert not (out / "stale.html").exists()
+    assert [path.name for path in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_file_or_a_folder_that_is_not_a_report_is_refused(setting, tmp_path):
+    model, dataset, results = setting
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="holds files but no report"):
+        write_report(model, dataset, results, notes)
+    assert [path.name for path in notes.iterdir()] == ["todo.txt"]
+    with pytest.raises(FileExistsError, match="is a file; give a folder"):
+        write_report(model, dataset, results, notes / "todo.txt")
+    (tmp_path / "empty").mkdir()
+    assert write_report(model, dataset, results, tmp_path / "empty", images_per_unit=1).is_file()

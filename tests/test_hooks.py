@@ -103,3 +103,27 @@ def test_modules_called_twice_are_not_addressable():
     names = [info.name for info in describe_layers(resnet.module, 64)]
     assert "layer1.0" in names and "layer1.0.conv1" in names
     assert "layer1.0.relu" not in names
+
+
+def test_a_layer_called_twice_is_refused_everywhere_with_one_message(no_hooks_left):
+    from interpviz.hooks import LayerCalledTwiceError, called_twice_message
+    from interpviz.optvis import channel_objective, render
+
+    resnet = models.load("resnet18", pretrained=False, device="cpu")
+    x = torch.rand(1, 3, 64, 64)
+    message = called_twice_message("layer1.0.relu")
+    attempts = {
+        "layer": lambda: resnet.layer("layer1.0.relu"),
+        "forward_to": lambda: forward_to(resnet, x, "layer1.0.relu"),
+        "forward_to on the module": lambda: forward_to(resnet.module, x, ["layer1.0", "layer1.0.relu"]),
+        "render": lambda: render(resnet, channel_objective("layer1.0.relu", 0), size=32, steps=1, progress=False),
+    }
+    for what, attempt in attempts.items():
+        with pytest.raises(LayerCalledTwiceError) as raised:
+            attempt()
+        assert str(raised.value) == message, what
+    with pytest.raises(LayerCalledTwiceError, match="runs more than once"):
+        with capture(resnet, "layer1.0.relu"):
+            resnet(x)
+    no_hooks_left(resnet.module)
+    assert forward_to(resnet, x, "layer1.0.conv1")["layer1.0.conv1"].shape == (1, 64, 16, 16)

@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 from interpviz.images import as_rgb_array, to_pil, to_tensor
+from interpviz.models.preprocessing import Preprocessing
 
 
 def test_rgb_inputs_pass():
@@ -57,3 +58,19 @@ def test_tensor_round_trip():
     assert np.array_equal(np.asarray(to_pil(batch[0])), array)
     with pytest.raises(ValueError, match="one size"):
         to_tensor([array, array[:5]])
+
+
+@pytest.mark.parametrize(
+    "image", [np.zeros((0, 0, 3), np.uint8), np.zeros((4, 0, 3), np.uint8), Image.new("RGB", (0, 0))]
+)
+def test_empty_images_are_refused(image):
+    with pytest.raises(ValueError, match="empty image of height \\d+ and width \\d+.*at least one pixel"):
+        to_tensor(image)
+
+
+def test_a_flipped_numpy_view_is_copied():
+    array = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    flipped = array[:, ::-1]
+    assert np.array_equal(as_rgb_array(flipped), flipped)
+    preprocess = Preprocessing(input_size=8, resize_size=8, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    assert torch.equal(preprocess(flipped), preprocess(np.ascontiguousarray(flipped)))

@@ -138,3 +138,10 @@ def test_predict_returns_sorted_probabilities(lite0):
         probabilities = [p for _, p in row]
         assert probabilities == sorted(probabilities, reverse=True)
         assert 0 < sum(probabilities) <= 1.0001
+
+
+@pytest.mark.parametrize("k", [0, -1, 1001, 2.0, "5", True])
+def test_predict_says_which_k_is_allowed(lite0, k):
+    allowed = f"k must be a whole number from 1 to 1000 \\(the number of classes\\), got {k!r}"
+    with pytest.raises(ValueError, match=allowed):
+        lite0.predict(data.load_photo("rocket"), k=k)

@@ -94,3 +94,17 @@ def test_bad_arguments_are_clear(context):
         obj.direction_objective("conv", [1.0, 2.0, 3.0])(context)
     with pytest.raises(ValueError, match="non-zero"):
         obj.direction_objective("conv", [0.0, 0.0])
+
+
+def test_channels_and_positions_must_be_integers_and_match_the_layer(context):
+    for wrong in (1.0, "3", None, True):
+        with pytest.raises(TypeError, match="channel must be an int"):
+            obj.channel_objective("conv", wrong)
+        with pytest.raises(TypeError, match="channel must be an int"):
+            obj.neuron_objective("conv", wrong)
+    with pytest.raises(TypeError, match="x must be an int"):
+        obj.neuron_objective("conv", 0, x=1.5)
+    assert obj.channel_objective("conv", torch.tensor(2).numpy()[()])(context).shape == (3,)
+    with pytest.raises(ValueError, match="no spatial positions.*x and y cannot be used"):
+        obj.neuron_objective("logits", 1, x=0, y=0)(context)
+    assert torch.equal(obj.neuron_objective("logits", 1)(context), context.activations["logits"][:, 1])

@@ -167,3 +167,48 @@ def test_class_visualization_raises_the_logit(lite0):
     assert logits[0, 967] > logits[0].median() + 5
     with pytest.raises(IndexError):
         recipes.class_visualization(lite0, 1000)
+
+
+@pytest.mark.parametrize("argument, value, message", [("size", 0, "size must be at least 1"),
+                                                      ("batch", 0, "batch must be at least 1"),
+                                                      ("batch", -2, "batch must be at least 1")])
+def test_sizes_below_one_are_refused_before_any_work(argument, value, message):
+    with pytest.raises(ValueError, match=message):
+        render(PlantedStripes(0, True), channel_objective("unit", 0), steps=2, progress=False, **{argument: value})
+
+
+def test_an_objective_that_becomes_nan_stops_with_the_step():
+    from interpviz.optvis.objectives import Objective
+
+    calls = []
+
+    def score(context):
+        calls.append(1)
+        value = context.activations["unit"].mean(dim=(1, 2, 3))
+        return value * float("nan") if len(calls) == 3 else value
+
+    broken = Objective(score, frozenset(["unit"]), "nan at the third step")
+    with pytest.raises(FloatingPointError, match="became nan at step 3 of 10"):
+        render(PlantedStripes(0, True), broken, size=32, steps=10, progress=False)
+
+
+def test_renders_of_one_model_in_two_threads_restore_its_flags():
+    import threading
+
+    model = PlantedStripes(1, False).train()
+    model.detector.weight.requires_grad_(True)
+    alone = render(model, channel_objective("unit", 0), size=24, steps=3, progress=False, fast_copy=False)
+    results = []
+
+    def run():
+        results.append(render(model, channel_objective("unit", 0), size=24, steps=3, progress=False,
+                              fast_copy=False))
+
+    for _ in range(3):
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert model.detector.weight.requires_grad and model.training and model.detector.training
+    assert len(results) == 6 and all(torch.equal(result.images, alone.images) for result in results)

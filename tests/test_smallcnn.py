@@ -34,15 +34,16 @@ def test_task_labels_follow_the_ground_truth():
     for _ in range(40):
         _, truth = concepts.draw_example(64, rng, labels)
         texture_or_scene, shapes = smallcnn.task_labels(truth, labels)
-        if "texture" in truth:
+        if "scene" not in truth:
             kinds.add("texture")
             assert texture_or_scene == list(concepts.TEXTURES).index(labels.names[truth["texture"][0] - 1][0])
             assert shapes.sum() == 0
         else:
             kinds.add("scene")
-            assert texture_or_scene - 8 == list(concepts.SCENES).index(labels.names[truth["scene"][0] - 1][0])
+            scene = list(concepts.SCENES).index(labels.names[truth["scene"][0] - 1][0])
+            assert texture_or_scene - len(concepts.TEXTURES) == scene
             present = {labels.names[n - 1][0] for n in np.unique(truth["object"]) if n}
-            assert {concepts.SHAPES[i] for i in np.flatnonzero(shapes)} == present
+            assert {list(concepts.OBJECTS)[i] for i in np.flatnonzero(shapes)} == present
     assert kinds == {"texture", "scene"}
 
 
@@ -174,8 +175,12 @@ def test_rotation_sweep_and_its_explorer(random_and_trained):
     dataset = synthetic_dataset(progress=False)
     sweep = experiments.rotation_sweep(trained.model, dataset, [0.0, 1.0], seed=0, limit=128, progress=False)
     unrotated = sweep.results[0]
-    assert (unrotated.iou - results["trained"].iou).abs().max() < 0.01  # Q^0 = I up to rounding at the threshold
-    assert [unit.label for unit in unrotated.best()] == [unit.label for unit in results["trained"].best()]
+    tolerance = 0.01  # Q^0 = I up to rounding at the threshold
+    assert (unrotated.iou - results["trained"].iou).abs().max() < tolerance
+    clear = results["trained"].clear_best(2 * tolerance)  # no IoU moved by tolerance, so these cannot flip
+    unrotated_best = unrotated.best()
+    assert clear, "no unit has a clear best concept, so the labels were not compared"
+    assert all(unrotated_best[unit].label == label.label for unit, label in clear.items())
     assert not torch.allclose(sweep.results[1].iou, unrotated.iou, atol=1e-3)
     assert len(sweep.unique_detectors()) == len(sweep.detectors()) == len(sweep.unique_detectors_paper()) == 2
     explorer = RotationExplorer(trained.model, dataset, sweep, units=[0, 1], images_per_unit=2)

@@ -1,9 +1,11 @@
+import copy
 import dataclasses
 
+import pytest
 import torch
 
 from interpviz import models
-from interpviz.hooks import forward_to
+from interpviz.hooks import capture, forward_to, layer_path
 from interpviz.optvis import channel_objective, render
 from interpviz.speed import activations_in_place, fast_copy, fold_batch_norms, inference_batch_size
 
@@ -77,3 +79,29 @@ def test_pre_activation_outputs_survive_in_place_activations(lite0):
         theirs = forward_to(lite0, x, layers)["blocks.3.expand.bn"]
     assert ours.min() < -0.1
     assert torch.allclose(ours, theirs, atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", models.available_models())
+def test_every_addressable_layer_gives_the_same_values_on_the_fast_copy(name):
+    model = models.load(name, pretrained=False, device="cpu")
+    torch.manual_seed(0)
+    for norm in [sub for sub in model.module.modules() if isinstance(sub, torch.nn.BatchNorm2d)]:
+        norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.2, 3)  # so that folding changes values
+        norm.weight.data.uniform_(0.5, 2), norm.bias.data.uniform_(-1, 1)
+    x = torch.rand(2, 3, 96, 96)
+    with torch.no_grad(), capture(model, model.layer_names, detach=True) as on_model:
+        model(x)
+    tolerance = {layer: 1e-4 * float(value.abs().max()) + 1e-6 for layer, value in on_model.items()}
+
+    def same(layer, got):
+        return torch.allclose(got, on_model[layer], rtol=1e-3, atol=tolerance[layer])
+
+    default_copy = fast_copy(model.module)
+    with torch.no_grad(), capture(default_copy, model.layer_names, detach=True) as on_copy:
+        default_copy(x)
+    folded_away = [layer for layer in model.layer_names if not same(layer, on_copy[layer])]
+    kept_copy = fast_copy(model.module, keep=[layer_path(model, layer) for layer in folded_away])
+    with torch.no_grad(), capture(kept_copy, folded_away, detach=True) as on_kept_copy:
+        kept_copy(x)
+    assert [layer for layer in folded_away if not same(layer, on_kept_copy[layer])] == []
+    assert len(folded_away) == fold_batch_norms(copy.deepcopy(model.module))  # each folded conv was checked unfolded

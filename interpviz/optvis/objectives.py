@@ -9,6 +9,7 @@ penalty, so adding ``0.1 * total_variation()`` to a unit objective trades activa
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -79,6 +80,13 @@ def _activation(context: StepContext, layer: str) -> torch.Tensor:
     return context.activations[layer]
 
 
+def _require_int(value, what: str) -> int:
+    """``value`` if it is an int (numpy and torch integers included), else a TypeError saying what is allowed."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{what} must be an int, got {type(value).__name__} {value!r}")
+    return int(value)
+
+
 def _check_channel(activation: torch.Tensor, layer: str, channel: int) -> None:
     if not 0 <= channel < activation.shape[1]:
         raise IndexError(f"channel {channel} is out of range for layer {layer!r}: use 0 .. {activation.shape[1] - 1}")
@@ -86,11 +94,17 @@ def _check_channel(activation: torch.Tensor, layer: str, channel: int) -> None:
 
 def neuron_objective(layer: str, channel: int, x: int | None = None, y: int | None = None) -> Objective:
     """One channel at one position (default: the centre of the feature map): z[channel, y, x]."""
+    channel = _require_int(channel, "channel")
+    x = None if x is None else _require_int(x, "x")
+    y = None if y is None else _require_int(y, "y")
 
     def score(context: StepContext) -> torch.Tensor:
         activation = _activation(context, layer)
         _check_channel(activation, layer, channel)
         if activation.ndim == 2:
+            if x is not None or y is not None:
+                raise ValueError(f"layer {layer!r} has no spatial positions (its output is {tuple(activation.shape[1:])} "
+                                 "per image), so x and y cannot be used; leave them out")
             return activation[:, channel]
         height, width = activation.shape[2:]
         row = height // 2 if y is None else y
@@ -105,6 +119,7 @@ def neuron_objective(layer: str, channel: int, x: int | None = None, y: int | No
 
 def channel_objective(layer: str, channel: int) -> Objective:
     """One channel averaged over all positions: mean over (y, x) of z[channel]."""
+    channel = _require_int(channel, "channel")
 
     def score(context: StepContext) -> torch.Tensor:
         activation = _activation(context, layer)

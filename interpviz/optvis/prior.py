@@ -17,10 +17,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from interpviz.checkpoints import load_checkpoint
 from interpviz.data import ImageSet
 from interpviz.optvis.objectives import Objective, StepContext
 
 SHIPPED_DENOISER = Path(__file__).resolve().parents[2] / "data" / "denoiser.pt"
+SHIPPED_DENOISER_FIX = ("It ships with interpviz: restore it with 'git checkout -- data/denoiser.pt' in the interpviz "
+                        "folder, or train a new one with 'interpviz train-prior -o data/denoiser.pt' (a few CPU minutes).")
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,8 @@ def load_denoiser(path: str | Path | None = None, device: torch.device | str = "
             f"denoiser checkpoint {str(path)!r} not found; train one with "
             "'interpviz train-prior -o data/denoiser.pt' (a few CPU minutes)"
         )
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    how_to_fix = f"Train a new one with 'interpviz train-prior -o {path}' (a few CPU minutes)."
+    checkpoint = load_checkpoint(path, SHIPPED_DENOISER_FIX if path.resolve() == SHIPPED_DENOISER else how_to_fix)
     try:
         model = DenoisingAutoencoder(DenoiserConfig(**checkpoint["config"]))
         model.load_state_dict(checkpoint["state_dict"])

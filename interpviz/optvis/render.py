@@ -9,6 +9,8 @@ every hook is removed, also when the render fails or is interrupted.
 from __future__ import annotations
 
 import dataclasses
+import threading
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
@@ -18,7 +20,7 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from interpviz.hooks import forward_to
+from interpviz.hooks import forward_to, layer_path
 from interpviz.images import to_pil
 from interpviz.optvis.objectives import Objective, StepContext
 from interpviz.optvis.params import make_image
@@ -43,21 +45,35 @@ class RenderResult:
         return [to_pil(image) for image in self.images]
 
 
+_locks_guard = threading.Lock()
+_module_locks: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+
+
+def _module_lock(module: nn.Module) -> threading.RLock:
+    with _locks_guard:
+        return _module_locks.setdefault(module, threading.RLock())
+
+
 @contextmanager
 def frozen_model(module: nn.Module) -> Iterator[None]:
-    """Put a module in eval mode with requires_grad off for the block, then restore both exactly."""
-    modes = [(sub, sub.training) for sub in module.modules()]
-    flags = [(parameter, parameter.requires_grad) for parameter in module.parameters()]
-    try:
-        module.eval()
-        for parameter, _ in flags:
-            parameter.requires_grad_(False)
-        yield
-    finally:
-        for sub, training in modes:
-            sub.training = training
-        for parameter, requires_grad in flags:
-            parameter.requires_grad_(requires_grad)
+    """Put a module in eval mode with requires_grad off for the block, then restore both exactly.
+
+    The block holds a lock of the module's own: a second thread that renders the same module waits for
+    the first to finish (the two would otherwise share forward hooks and each other's saved flags).
+    """
+    with _module_lock(module):
+        modes = [(sub, sub.training) for sub in module.modules()]
+        flags = [(parameter, parameter.requires_grad) for parameter in module.parameters()]
+        try:
+            module.eval()
+            for parameter, _ in flags:
+                parameter.requires_grad_(False)
+            yield
+        finally:
+            for sub, training in modes:
+                sub.training = training
+            for parameter, requires_grad in flags:
+                parameter.requires_grad_(requires_grad)
 
 
 def _module_and_normalize(model) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor], torch.device]:
@@ -113,11 +129,16 @@ def render(
     """
     if steps < 0:
         raise ValueError(f"steps must be at least 0, got {steps}")
+    if image is None and size < 1:
+        raise ValueError(f"size must be at least 1 pixel, got {size}")
+    if image is None and batch < 1:
+        raise ValueError(f"batch must be at least 1 image, got {batch}")
     if not objective.layers:
         raise ValueError("the objective reads no layer; add a unit objective (e.g. channel_objective) to it")
     module, normalize, device = _module_and_normalize(model)
+    layer_paths = [layer_path(model, name) for name in objective.layers]
     if fast_copy:
-        module = speed.fast_copy(module)
+        module = speed.fast_copy(module, keep=layer_paths)
         model = module if isinstance(model, nn.Module) else dataclasses.replace(model, module=module)
     layers = sorted(objective.layers)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -140,6 +161,10 @@ def render(
                 model_input = normalize(apply_transforms(images, generator))
                 activations = forward_to(model, model_input, layers)
                 value = objective(StepContext(activations, images)).sum()
+                if not torch.isfinite(value):
+                    raise FloatingPointError(
+                        f"the objective became {float(value)} at step {step} of {steps}; lower the learning rate "
+                        "(lr) or the weights of the objective's terms, or check a division in a custom objective")
                 (-value).backward()
                 step_optimizer.step()
                 history.append(float(value.detach()))
