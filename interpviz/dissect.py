@@ -10,10 +10,22 @@ model runs again instead):
    values per unit (exact; memory grows with q N). The default keeps a 2048-bin histogram per unit whose
    range widens as needed: T_k is then approximate, off by at most one bin width, which is reported per
    unit as ``threshold_error``.
-2. **IoU.** Each activation map is upsampled bilinearly to the segmentation size and binarized as
-   S_k >= T_k (the paper's formula; NetDissect-Lite uses >, which loses units whose top values tie, such
-   as an indicator unit). A unit whose threshold equals its smallest activation (a constant unit, or one
-   whose top quantile is everything it ever outputs) does not discriminate and gets an empty mask.
+2. **IoU.** Each activation map is upsampled bilinearly to the segmentation size and binarized by the
+   **mask rule**, the same in exact and histogram mode:
+   - normally S_k >= T_k (the paper's formula; NetDissect-Lite uses >, which loses units whose top values
+     tie, such as an indicator unit);
+   - a *sparse* unit, one with fewer than ceil(q N) positions above its minimum m_k (a post-ReLU unit
+     that fires rarely: the most selective kind), gets T_k = m_k and is masked where S_k > m_k, that is,
+     where it fires. Both modes count the positions at the minimum exactly, so they agree on which units
+     are sparse;
+   - only a unit that is constant on the whole dataset gets an empty mask.
+   **Ties at the top** (a unit saturated at ReLU6's 6.0) can make S_k >= T_k cover far more than q of
+   the positions. Each unit's realized ``mask_fraction`` (the share of its positions, at the layer's
+   resolution, that the rule selects) is recorded, and the report flags units above 2 q.
+   ``ties="top_q"`` (with ``exact=True``) breaks such ties deterministically instead: of the positions
+   equal to T_k, the first ones in dataset order (image, then row by row) are kept until exactly
+   ceil(q N) positions are selected; the others count as just below T_k. The default ``ties="paper"``
+   keeps every tie.
    Over the whole dataset, for every unit k and concept c:
    IoU(k, c) = sum |S_k & L_c| / sum |S_k or L_c|, where the union of an image is counted as
    |S_k| + |L_c| - |S_k & L_c|. Scalar concepts (scene, texture) cover the whole image.
@@ -58,6 +70,7 @@ from interpviz.speed import LARGE_BLOCK_BYTES, fast_copy, inference_batch_size
 HISTOGRAM_BINS = 2048
 FEATURE_FILE_LIMIT = 4 * 2**30
 FEATURE_FILE_CHOICES = ("auto", "always", "never")
+TIE_RULES = ("paper", "top_q")
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,7 @@ class DissectionSettings:
     batch_size: int | None = None
     top_images: int = 8
     feature_file: str = "auto"
+    ties: str = "paper"
 
     def __post_init__(self):
         if not 0 < self.quantile < 1:
@@ -86,6 +100,10 @@ class DissectionSettings:
             raise ValueError(f"direction must be 'positive' or 'negative', got {self.direction!r}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1 (or None to choose), got {self.batch_size}")
+        if self.ties not in TIE_RULES:
+            raise ValueError(f"ties must be one of {TIE_RULES}, got {self.ties!r}")
+        if self.ties == "top_q" and not self.exact:
+            raise ValueError("ties='top_q' needs exact thresholds: set exact=True as well")
         if self.feature_file not in FEATURE_FILE_CHOICES:
             raise ValueError(f"feature_file must be one of {FEATURE_FILE_CHOICES}, got {self.feature_file!r}")
 
@@ -230,11 +248,21 @@ class LayerDissection:
     concept_area: torch.Tensor
     top_images: torch.Tensor
     top_values: torch.Tensor
+    above_minimum: torch.Tensor | None = None
+    mask_fraction: torch.Tensor | None = None
     label_category: torch.Tensor = field(init=False)
 
     def __post_init__(self):
         index = {name: i for i, name in enumerate(self.categories)}
         self.label_category = torch.tensor([index.get(label.category, -1) for label in self.labels])
+        if self.above_minimum is None:
+            self.above_minimum = torch.zeros(self.units, dtype=torch.bool)
+        if self.mask_fraction is None:
+            self.mask_fraction = torch.full((self.units,), float("nan"))
+
+    def wide_masks(self, factor: float = 2.0) -> list[int]:
+        """Units whose mask covers more than ``factor`` x q of their positions (ties at the top)."""
+        return (self.mask_fraction > factor * self.settings.quantile).nonzero().flatten().tolist()
 
     @property
     def units(self) -> int:
@@ -302,17 +330,19 @@ class LayerDissection:
         return [c for i, c in enumerate(self.categories) if (self.label_category == i).any()]
 
     def write_tally(self, path: str | Path) -> Path:
-        """tally.csv in NetDissect's column layout (units numbered from 1, sorted by IoU)."""
+        """tally.csv in NetDissect's column layout (units numbered from 1, sorted by IoU), plus a last column ``mask_fraction``."""
         path = Path(path)
         categories = self.used_categories
         columns = ["unit", "category", "label", "score"]
         for category in categories:
             columns += [f"{category}-label", f"{category}-truth", f"{category}-activation",
                         f"{category}-intersect", f"{category}-iou"]
+        columns.append("mask_fraction")
         per_category = {category: self.best(category) for category in categories}
         rows = []
         for unit in sorted(self.best(), key=lambda u: -u.iou):
-            row = {"unit": unit.unit + 1, "category": unit.category, "label": unit.label, "score": f"{unit.iou:.6f}"}
+            row = {"unit": unit.unit + 1, "category": unit.category, "label": unit.label, "score": f"{unit.iou:.6f}",
+                   "mask_fraction": f"{float(self.mask_fraction[unit.unit]):.6f}"}
             for category in categories:
                 best = per_category[category][unit.unit]
                 number = next(label.number for label in self.labels if label.name == best.label and label.category == category)
@@ -372,11 +402,75 @@ def image_batch(model: LoadedModel, dataset: BrodenDataset, indices: Sequence[in
     return model.preprocess.normalize(batch).to(model.device)
 
 
+def binarize(values: torch.Tensor, threshold: torch.Tensor, above_minimum: torch.Tensor) -> torch.Tensor:
+    """The mask rule: S > T where ``above_minimum`` (sparse units), S >= T elsewhere; arguments broadcast."""
+    return torch.where(above_minimum, values > threshold, values >= threshold)
+
+
+@dataclass
+class UnitThresholds:
+    """Pass 1's result for one layer: T_k, its error bound, the mask rule per unit, and top-q tie budgets."""
+
+    value: torch.Tensor
+    error: torch.Tensor
+    above_minimum: torch.Tensor
+    tie_budget: torch.Tensor | None = None
+
+
+class MinimumCounter:
+    """Streaming minimum, maximum and count of values equal to the minimum, per unit."""
+
+    def __init__(self, flat: torch.Tensor):
+        self.lowest, self.highest = flat.min(dim=1).values, flat.max(dim=1).values
+        self.at_lowest = torch.zeros_like(self.lowest, dtype=torch.long)
+        self.seen = 0
+
+    def add(self, flat: torch.Tensor) -> None:
+        batch_lowest = flat.min(dim=1).values
+        at_batch_lowest = (flat == batch_lowest[:, None]).sum(dim=1)
+        self.at_lowest = torch.where(batch_lowest < self.lowest, at_batch_lowest,
+                                     self.at_lowest + torch.where(batch_lowest == self.lowest, at_batch_lowest, 0))
+        self.lowest = torch.minimum(self.lowest, batch_lowest)
+        self.highest = torch.maximum(self.highest, flat.max(dim=1).values)
+        self.seen += flat.shape[1]
+
+
+def unit_thresholds(tracker: "ExactTopValues | HistogramTopValues", extremes: MinimumCounter,
+                    ties: str) -> UnitThresholds:
+    """Apply the mask rule of the module docstring to a tracker's thresholds."""
+    value, error = tracker.thresholds()
+    lowest = extremes.lowest
+    sparse = extremes.seen - extremes.at_lowest < tracker.keep
+    value = torch.where(sparse, lowest, torch.maximum(torch.minimum(value, extremes.highest), lowest))
+    error = torch.where(sparse, torch.zeros_like(error), error)
+    constant = extremes.highest <= lowest
+    above_minimum = (value <= lowest) & ~constant
+    value = torch.where(constant, torch.full_like(value, float("inf")), value)
+    tie_budget = None
+    if ties == "top_q":
+        strictly_above = (tracker.values > value[:, None]).sum(dim=1)
+        tie_budget = torch.where(above_minimum, 0, tracker.keep - strictly_above)
+    return UnitThresholds(value, error, above_minimum, tie_budget)
+
+
+def _break_ties(values: torch.Tensor, threshold: torch.Tensor, budget: torch.Tensor) -> torch.Tensor:
+    """``ties="top_q"``: keep the first ``budget`` positions equal to T per unit (dataset order); lower the rest.
+
+    ``budget`` (per unit) is reduced in place by the ties this batch used.
+    """
+    tied = (values == threshold[None, :, None, None]).transpose(0, 1).flatten(1)
+    kept = tied & (tied.cumsum(dim=1) <= budget[:, None].to(values.device))
+    budget -= torch.minimum(budget, tied.sum(dim=1).cpu())
+    dropped = (tied & ~kept).view(values.shape[1], values.shape[0], *values.shape[2:]).transpose(0, 1)
+    just_below = torch.nextafter(threshold, torch.full_like(threshold, float("-inf")))
+    return torch.where(dropped, just_below[None, :, None, None], values)
+
+
 def _threshold_pass(model: LoadedModel, dataset: BrodenDataset, names: list[str], settings: DissectionSettings,
                     count: int, limit: int | None, folder: Path, cleanup: contextlib.ExitStack,
-                    progress: bool) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, FeatureFile]]:
-    """Pass 1: each unit's threshold (and its error bound); the layer outputs go to files when they fit."""
-    trackers, lowest, highest, stored = {}, {}, {}, {}
+                    progress: bool) -> tuple[dict[str, UnitThresholds], dict[str, FeatureFile]]:
+    """Pass 1: each unit's threshold, error bound and mask rule; the layer outputs go to files when they fit."""
+    trackers, extremes, stored = {}, {}, {}
     for batch_number, indices in enumerate(tqdm(list(_batches(dataset, settings.batch_size, limit)),
                                                  desc="dissect 1/2: thresholds", disable=not progress)):
         activations = forward_to(model, image_batch(model, dataset, indices), names, detach=True)
@@ -395,22 +489,17 @@ def _threshold_pass(model: LoadedModel, dataset: BrodenDataset, names: list[str]
                 keep = math.ceil(settings.quantile * count * outputs[0, 0].numel())
                 tracker_type = ExactTopValues if settings.exact else HistogramTopValues
                 trackers[name] = tracker_type(outputs.shape[1], keep)
-                lowest[name], highest[name] = flat.min(dim=1).values, flat.max(dim=1).values
+                extremes[name] = MinimumCounter(flat)
             trackers[name].add(flat)
-            lowest[name] = torch.minimum(lowest[name], flat.min(dim=1).values)
-            highest[name] = torch.maximum(highest[name], flat.max(dim=1).values)
+            extremes[name].add(flat)
     for feature_file in stored.values():
         feature_file.handle.seek(0)
-    thresholds = {}
-    for name, tracker in trackers.items():
-        value, error = tracker.thresholds()
-        value = torch.minimum(value, highest[name])
-        thresholds[name] = (torch.where(value <= lowest[name], torch.full_like(value, float("inf")), value), error)
+    thresholds = {name: unit_thresholds(tracker, extremes[name], settings.ties) for name, tracker in trackers.items()}
     return thresholds, stored
 
 
 def _iou_pass(model: LoadedModel, dataset: BrodenDataset, names: list[str], settings: DissectionSettings,
-              limit: int | None, thresholds: dict[str, tuple[torch.Tensor, torch.Tensor]],
+              limit: int | None, thresholds: dict[str, UnitThresholds],
               stored: dict[str, FeatureFile], progress: bool) -> tuple[dict[str, dict], torch.Tensor]:
     """Pass 2: per unit, intersections and counted areas with every concept, and the top images."""
     sign = settings.sign
@@ -418,13 +507,16 @@ def _iou_pass(model: LoadedModel, dataset: BrodenDataset, names: list[str], sett
     labels_count, categories_count = len(dataset.labels), len(dataset.categories)
     totals = {}
     for name in names:
-        units = thresholds[name][0].numel()
+        units = thresholds[name].value.numel()
         totals[name] = dict(
             intersection=torch.zeros(units, labels_count, dtype=torch.float64),
             unit_area=torch.zeros(units, categories_count, dtype=torch.float64),
             top_values=torch.full((units, 0), float("-inf")),
             top_images=torch.zeros((units, 0), dtype=torch.long),
+            selected=torch.zeros(units, dtype=torch.float64),
+            positions=0,
         )
+    tie_budgets = {name: rule.tie_budget.clone() for name, rule in thresholds.items() if rule.tie_budget is not None}
     concept_area = torch.zeros(labels_count, dtype=torch.float64)
     for indices in tqdm(list(_batches(dataset, settings.batch_size, limit)), desc="dissect 2/2: IoU",
                         disable=not progress):
@@ -441,15 +533,21 @@ def _iou_pass(model: LoadedModel, dataset: BrodenDataset, names: list[str], sett
         category_pixels = concepts.category_pixels.to(model.device, torch.float32)
         for name in names:
             values = sign * activations[name].float()
-            threshold = thresholds[name][0].to(values.device)
+            threshold = thresholds[name].value.to(values.device)
+            above_minimum = thresholds[name].above_minimum.to(values.device)
+            if name in tie_budgets:
+                values = _break_ties(values, threshold, tie_budgets[name])
             total = totals[name]
+            total["selected"] += binarize(values, threshold[None, :, None, None],
+                                          above_minimum[None, :, None, None]).sum(dim=(0, 2, 3)).double().cpu()
+            total["positions"] += values.shape[0] * values[0, 0].numel()
             image_maxima = values.flatten(2).amax(dim=2).cpu()
             merged_values = torch.cat([total["top_values"], image_maxima.T], dim=1)
             merged_images = torch.cat([total["top_images"], torch.tensor(indices).expand(values.shape[1], -1)], dim=1)
             order = merged_values.topk(min(settings.top_images, merged_values.shape[1]), dim=1).indices
             total["top_values"] = merged_values.gather(1, order)
             total["top_images"] = merged_images.gather(1, order)
-            reachable = image_maxima >= threshold.cpu()
+            reachable = binarize(image_maxima, threshold.cpu(), above_minimum.cpu())
             for row in range(len(indices)):
                 reachable_units = reachable[row].nonzero().squeeze(1)
                 if reachable_units.numel() == 0:
@@ -458,7 +556,8 @@ def _iou_pass(model: LoadedModel, dataset: BrodenDataset, names: list[str], sett
                     on_device = units.to(values.device)
                     upsampled = F.interpolate(values[row, on_device][None], size=segmentation_size,
                                               mode="bilinear", align_corners=False)[0]
-                    masks = (upsampled >= threshold[on_device, None, None]).flatten(1).float()
+                    masks = binarize(upsampled, threshold[on_device, None, None],
+                                     above_minimum[on_device, None, None]).flatten(1).float()
                     total["intersection"][units[:, None], concepts.labels[None, :]] += (
                         masks @ concept_masks[row].T).double().cpu()
                     area = masks.sum(dim=1, keepdim=True)
@@ -512,8 +611,9 @@ def dissect(model: LoadedModel, dataset: BrodenDataset, layers: str | Sequence[s
         iou = torch.where(union > 0, total["intersection"] / union.clamp_min(1e-12), torch.zeros_like(union)).float()
         results[name] = LayerDissection(
             layer=name, settings=settings, labels=dataset.labels, categories=dataset.categories,
-            thresholds=sign * thresholds[name][0], threshold_error=thresholds[name][1], iou=iou,
+            thresholds=sign * thresholds[name].value, threshold_error=thresholds[name].error, iou=iou,
             intersection=total["intersection"], unit_area=total["unit_area"], concept_area=concept_area,
             top_images=total["top_images"], top_values=sign * total["top_values"],
+            above_minimum=thresholds[name].above_minimum, mask_fraction=(total["selected"] / total["positions"]).float(),
         )
     return results

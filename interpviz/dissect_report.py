@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from interpviz.broden import BrodenDataset
-from interpviz.dissect import LayerDissection, image_batch
+from interpviz.dissect import LayerDissection, binarize, image_batch
 from interpviz.hooks import forward_to
 from interpviz.models.zoo import LoadedModel
 from interpviz.plotting import image_grid
@@ -26,13 +26,16 @@ from interpviz.plotting import image_grid
 @torch.no_grad()
 def unit_masks(model: LoadedModel, dataset: BrodenDataset, result: LayerDissection, units: Sequence[int],
                image_indices: Sequence[int]) -> torch.Tensor:
-    """Boolean (images, units, H, W) masks S_k >= T_k at image resolution, for the given images and units."""
+    """Boolean (images, units, H, W) masks by the mask rule (``dissect.binarize``) at image resolution.
+
+    Ties at the threshold are drawn in full, also for a ``ties="top_q"`` dissection.
+    """
     images = image_batch(model, dataset, image_indices)
     activations = forward_to(model, images, result.layer, detach=True)
     values = result.settings.sign * activations[result.layer][:, list(units)].float().cpu()
     upsampled = F.interpolate(values, size=images.shape[-2:], mode="bilinear", align_corners=False)
     threshold = result.settings.sign * result.thresholds[list(units)]
-    return upsampled >= threshold[None, :, None, None]
+    return binarize(upsampled, threshold[None, :, None, None], result.above_minimum[list(units)][None, :, None, None])
 
 
 def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -135,16 +138,20 @@ def write_layer_report(model: LoadedModel, dataset: BrodenDataset, result: Layer
     """``out/<layer>.html``: every unit's label, category, IoU and top images with masks, sortable."""
     out.mkdir(parents=True, exist_ok=True)
     best = result.best()
+    wide_units = set(result.wide_masks())
     rows = []
     for unit in best:
         pictures = top_image_overlays(model, dataset, result, unit.unit, images_per_unit)
         thumbnails = "".join(f'<img src="{_data_uri(p, 96)}" width="96" height="96">' for p in pictures)
         detector = "detector" if unit.iou > result.settings.iou_threshold else ""
+        fraction = float(result.mask_fraction[unit.unit])
+        wide = " wide" if unit.unit in wide_units else ""
         rows.append(
-            f'<tr class="{detector}"><td data-key="{unit.unit}">{unit.unit}</td>'
+            f'<tr class="{detector}{wide}"><td data-key="{unit.unit}">{unit.unit}</td>'
             f'<td data-key="{html.escape(unit.label)}">{html.escape(unit.label)}</td>'
             f'<td data-key="{html.escape(unit.category)}">{html.escape(unit.category)}</td>'
-            f'<td data-key="{unit.iou:.6f}">{unit.iou:.3f}</td><td>{thumbnails}</td></tr>'
+            f'<td data-key="{unit.iou:.6f}">{unit.iou:.3f}</td>'
+            f'<td data-key="{fraction:.6f}">{100 * fraction:.2f}%{" (ties)" if wide else ""}</td><td>{thumbnails}</td></tr>'
         )
     chart = _data_uri(detectors_by_category_figure(result))
     page = out / f"{result.layer}.html"
@@ -153,16 +160,19 @@ def write_layer_report(model: LoadedModel, dataset: BrodenDataset, result: Layer
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>Dissection of {html.escape(model.name)} {html.escape(result.layer)}</title>"
         "<style>body{font-family:sans-serif} td,th{padding:2px 8px} tr.detector{background:#eef6ee}"
+        " tr.wide td:nth-child(5){color:#b00;font-weight:bold}"
         " th{cursor:pointer;text-align:left}</style>"
         f"{SORT_SCRIPT}</head><body><h1>{html.escape(model.name)} {html.escape(result.layer)}</h1>"
         f"<p>{len(dataset)} images; quantile {settings.quantile:g} ({settings.direction}), IoU threshold "
         f"{settings.iou_threshold:g}, union rule '{settings.union_rule}'. "
         f"{len(result.detectors())} detector units, {result.unique_detectors()} unique concepts (distinct top labels), "
         f"{sum(result.unique_detectors_by_category().values())} summed over categories. "
+        f"{len(wide_units)} units (marked 'ties') have masks over twice the quantile: their top values tie. "
         "Click a column title to sort.</p>"
         f"<img src='{chart}'><table><thead><tr><th onclick='sortBy(0,true)'>unit</th>"
         "<th onclick='sortBy(1,false)'>label</th><th onclick='sortBy(2,false)'>category</th>"
-        "<th onclick='sortBy(3,true)'>IoU</th><th>top images (mask outlined)</th></tr></thead>"
+        "<th onclick='sortBy(3,true)'>IoU</th><th onclick='sortBy(4,true)'>mask share</th>"
+        "<th>top images (mask outlined)</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></body></html>\n",
         encoding="utf-8",
     )

@@ -1,5 +1,6 @@
 """Dissection against a brute-force reference written plainly, and on planted detectors."""
 
+import csv
 import math
 
 import numpy as np
@@ -11,6 +12,7 @@ from torch import nn
 from interpviz import models
 from interpviz.broden import BrodenDataset, Label
 from interpviz.concepts import generate
+from interpviz.dissect_report import write_layer_report
 import interpviz.dissect
 from interpviz.dissect import (DissectionSettings, FeatureFile, HistogramTopValues, LayerDissection, dissect,
                                use_feature_file)
@@ -38,11 +40,16 @@ def brute_force(model, dataset, layer, quantile, union_rule):
     maps = torch.stack(maps)
     units = maps.shape[1]
     keep = math.ceil(quantile * maps[:, 0].numel())
-    thresholds = []
+    thresholds, above_minimum = [], []
     for unit in range(units):
         values = sorted(maps[:, unit].flatten().tolist(), reverse=True)
-        threshold = values[keep - 1]
-        thresholds.append(float("inf") if threshold <= values[-1] else threshold)
+        lowest = values[-1]
+        sparse = sum(value > lowest for value in values) < keep
+        if values[0] == lowest:
+            thresholds.append(float("inf"))  # constant: empty mask
+        else:
+            thresholds.append(lowest if sparse else values[keep - 1])
+        above_minimum.append(sparse)
     label_count = len(dataset.labels)
     intersection = np.zeros((units, label_count))
     unit_area = np.zeros((units, label_count))
@@ -66,7 +73,10 @@ def brute_force(model, dataset, layer, quantile, union_rule):
             concept_area[number] += mask.sum()
         upsampled = F.interpolate(maps[index : index + 1], size=(height, width), mode="bilinear", align_corners=False)[0]
         for unit in range(units):
-            active = (upsampled[unit] >= thresholds[unit]).numpy()
+            if above_minimum[unit]:
+                active = (upsampled[unit] > thresholds[unit]).numpy()
+            else:
+                active = (upsampled[unit] >= thresholds[unit]).numpy()
             for number in range(1, label_count):
                 category = dataset.labels[number].category
                 if category not in annotated:
@@ -83,7 +93,7 @@ def brute_force(model, dataset, layer, quantile, union_rule):
 
 @pytest.mark.parametrize("feature_file", ["always", "never"])
 @pytest.mark.parametrize("union_rule", ["present", "overlap"])
-@pytest.mark.parametrize("layer", ["0", "2"])
+@pytest.mark.parametrize("layer", ["0", "1", "2"])
 def test_matches_the_brute_force_reference(small_set, tiny_model, layer, union_rule, feature_file):
     settings = DissectionSettings(quantile=0.02, exact=True, union_rule=union_rule, batch_size=5,
                                   feature_file=feature_file)
@@ -304,3 +314,59 @@ def test_clear_best_leaves_out_near_ties():
                              top_images=torch.zeros(3, 1, dtype=torch.long), top_values=torch.zeros(3, 1))
     assert torch.allclose(result.best_margin(), torch.tensor([0.2, 0.001, 0.0]))
     assert {unit: label.label for unit, label in result.clear_best(0.01).items()} == {0: "red"}
+
+
+class PlantedTies(nn.Module):
+    """At half resolution: unit 0 fires (positive, distinct values) at 0.2% of positions and is 0 elsewhere;
+    unit 1 saturates at 6.0 on the top tenth of every image; unit 2 is noise; unit 3 is constant."""
+
+    def forward(self, images):
+        batch, _, height, width = images[:, :, ::2, ::2].shape
+        generator = torch.Generator().manual_seed(0)
+        position = torch.arange(height * width).view(height, width).expand(batch, -1, -1)
+        sparse = torch.where(position % 500 == 7, 1 + torch.rand(batch, height, width, generator=generator), 0.0)
+        saturated = 5 * torch.rand(batch, height, width, generator=generator)
+        saturated[:, : height // 10] = 6.0
+        noise = torch.randn(batch, height, width, generator=generator)
+        return torch.stack([sparse, saturated, noise, torch.ones_like(noise)], dim=1)
+
+
+@pytest.fixture(scope="module")
+def ties_set(tmp_path_factory):
+    return BrodenDataset(generate(tmp_path_factory.mktemp("broden") / "ties", count=12, size=224, seed=3,
+                                  progress=False))
+
+
+def test_a_sparse_unit_is_masked_where_it_fires_in_both_modes(ties_set):
+    model = models.wrap(nn.Sequential(PlantedTies()), name="ties")
+    exact = dissect(model, ties_set, "0", DissectionSettings(exact=True), progress=False)["0"]
+    histogram = dissect(model, ties_set, "0", DissectionSettings(exact=False), progress=False)["0"]
+    fires = ((torch.arange(112 * 112) % 500) == 7).float().mean()
+    for result in (exact, histogram):
+        assert result.thresholds[0] == 0 and result.above_minimum.tolist() == [True, False, False, False]
+        assert result.mask_fraction[0] == pytest.approx(float(fires))
+        assert result.unit_area[0].sum() > 0 and result.iou[0].max() > 0
+        assert result.thresholds[3] == float("inf") and result.unit_area[3].sum() == 0  # constant: empty
+    assert torch.allclose(exact.iou[0], histogram.iou[0])
+
+
+def test_ties_at_the_top_are_reported_and_top_q_keeps_exactly_the_quantile(ties_set, tmp_path):
+    model = models.wrap(nn.Sequential(PlantedTies()), name="ties")
+    paper = dissect(model, ties_set, "0", DissectionSettings(exact=True), progress=False)["0"]
+    assert paper.thresholds[1] == 6.0
+    assert paper.mask_fraction[1] == pytest.approx(11 / 112, abs=1e-6)  # every saturated row
+    assert paper.wide_masks() == [1]
+    tally = list(csv.DictReader(paper.write_tally(tmp_path / "tally.csv").open()))
+    assert {int(row["unit"]): float(row["mask_fraction"]) for row in tally}[2] == pytest.approx(
+        float(paper.mask_fraction[1]), abs=1e-6)
+    page = write_layer_report(model, ties_set, paper, tmp_path, images_per_unit=1).read_text()
+    assert page.count("(ties)") == 1 and "1 units (marked 'ties')" in page
+    top_q = dissect(model, ties_set, "0", DissectionSettings(exact=True, ties="top_q"), progress=False)["0"]
+    positions = len(ties_set) * 112 * 112
+    assert top_q.mask_fraction[1] * positions == pytest.approx(math.ceil(0.005 * positions), abs=1e-3)
+    assert top_q.wide_masks() == [] and top_q.unit_area[1].sum() < paper.unit_area[1].sum() / 5
+    assert torch.equal(top_q.iou[[0, 2, 3]], paper.iou[[0, 2, 3]])
+    with pytest.raises(ValueError, match="needs exact thresholds"):
+        DissectionSettings(ties="top_q")
+    with pytest.raises(ValueError, match="ties must be one of"):
+        DissectionSettings(ties="random")
