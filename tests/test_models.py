@@ -145,3 +145,19 @@ def test_predict_says_which_k_is_allowed(lite0, k):
     allowed = f"k must be a whole number from 1 to 1000 \\(the number of classes\\), got {k!r}"
     with pytest.raises(ValueError, match=allowed):
         lite0.predict(data.load_photo("rocket"), k=k)
+
+
+@pytest.mark.parametrize("name", models.available_models())
+def test_unit_layers_come_right_after_a_rectifier(name):
+    from interpviz.hooks import capture
+
+    model = models.load(name, pretrained=False, device="cpu")
+    assert model.unit_layers and set(model.unit_layers) <= set(model.layer_names) | set(model.layer_aliases)
+    with torch.no_grad(), capture(model, model.unit_layers + model.main_layers, detach=True) as outputs:
+        model(torch.randn(2, 3, 96, 96))
+    assert all(float(outputs[layer].min()) >= 0 for layer in model.unit_layers)
+    linear = [layer for layer in model.main_layers if float(outputs[layer].min()) < 0]
+    assert not set(linear) & set(model.unit_layers)
+    if name == "efficientnet_lite0":
+        assert linear == [f"blocks.{i}" for i in range(16)], "its block outputs are linear bottlenecks"
+        assert "blocks.3.depthwise.act" in model.unit_layers and "blocks.0.expand.act" not in model.unit_layers

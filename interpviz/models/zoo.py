@@ -41,6 +41,9 @@ class LoadedModel:
     pretrained: bool
     layer_aliases: dict[str, str] = field(default_factory=dict)
     main_layers: list[str] = field(default_factory=list)
+    unit_layers: list[str] = field(default_factory=list)
+    """Layers right after an elementwise nonlinearity: their channel basis is privileged, so claims about
+    single units belong there (a linear layer's units are one basis among many equally good ones)."""
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """Run the module on an already preprocessed batch."""
@@ -89,6 +92,8 @@ class ModelSpec:
     main_layers: Callable[[nn.Module], list[str]]
     layer_aliases: Callable[[nn.Module], dict[str, str]] = lambda module: {}
     logits_layer: str = "fc"
+    unit_layers: Callable[[nn.Module], list[str]] | None = None
+    """Post-activation layers; None when every main layer already is one."""
 
 
 def imagenet_class_names() -> list[str]:
@@ -182,6 +187,16 @@ def _conv_relu_aliases(module: nn.Module, names: Sequence[str]) -> dict[str, str
     return aliases
 
 
+def _efficientnet_unit_layers(module: nn.Module) -> list[str]:
+    """The stem, each block's expansion and depthwise ReLU6 outputs, and the head; not the linear bottlenecks."""
+    names = ["stem"]
+    for index, block in enumerate(module.blocks):
+        if isinstance(block.expand, nn.Sequential):
+            names.append(f"blocks.{index}.expand.act")
+        names.append(f"blocks.{index}.depthwise.act")
+    return names + ["head"]
+
+
 VGG16_CONV_NAMES = [f"conv{block}_{i}" for block, count in zip(range(1, 6), (2, 2, 3, 3, 3)) for i in range(1, count + 1)]
 ALEXNET_CONV_NAMES = [f"conv{i}" for i in range(1, 6)]
 
@@ -196,6 +211,7 @@ ZOO: dict[str, ModelSpec] = {
             interpolation=torchvision.transforms.InterpolationMode.BICUBIC,
         ),
         main_layers=lambda module: ["stem"] + [f"blocks.{i}" for i in range(len(module.blocks))] + ["head"],
+        unit_layers=lambda module: _efficientnet_unit_layers(module),
     ),
     "googlenet": ModelSpec(
         build=_torchvision_builder("googlenet", aux_logits=False, transform_input=True, init_weights=True),
@@ -269,4 +285,5 @@ def load(name: str, pretrained: bool = True, device: torch.device | str | None =
         pretrained=pretrained,
         layer_aliases={**spec.layer_aliases(module), "logits": spec.logits_layer},
         main_layers=spec.main_layers(module),
+        unit_layers=(spec.unit_layers or spec.main_layers)(module),
     )
