@@ -1,14 +1,100 @@
-import pytest
+import io
+from collections import OrderedDict
 
-from interpviz import data
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from interpviz import data, models
 from interpviz import widgets as interp_widgets
 from interpviz.widgets import FeatureExplorer
+
+
+def widget_tree(widget):
+    """Every widget inside ``widget`` (itself included)."""
+    yield widget
+    for child in getattr(widget, "children", ()):
+        yield from widget_tree(child)
+
+
+def shown_outputs(explorer) -> tuple:
+    """What the explorer shows now: every image's bytes and every HTML text, except the error line."""
+    return tuple(bytes(w.value) if isinstance(w, widgets.Image) else w.value
+                 for w in widget_tree(explorer.widget)
+                 if isinstance(w, (widgets.Image, widgets.HTML)) and w is not explorer.error)
+
+
+def another_value(control):
+    """A value of ``control`` different from its current one, as a student could pick it."""
+    if isinstance(control, widgets.Checkbox):
+        return not control.value
+    if isinstance(control, (widgets.Dropdown, widgets.SelectionSlider)):
+        values = [option[1] if isinstance(option, tuple) else option for option in control.options]
+        return next(value for value in reversed(values) if value != control.value)
+    if isinstance(control, widgets.FloatLogSlider):
+        return control.base ** control.max
+    return control.max if control.value != control.max else control.min
+
+
+def change_each_control(explorer, controls) -> None:
+    """Set every control to another value, as the frontend would; each change must change the output, quietly."""
+    figures_before = plt.get_fignums()
+    for control in controls:
+        before = shown_outputs(explorer)
+        control.value = another_value(control)
+        explorer.wait()
+        assert explorer.error.value == "", f"{control.description}: {explorer.error.value}"
+        assert shown_outputs(explorer) != before, f"changing {control.description} changed nothing"
+    assert plt.get_fignums() == figures_before
+
+
+def png_pixels(value: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(bytes(value))).convert("RGB"))
 
 
 @pytest.fixture
 def explorer(lite0):
     patches = data.patch_set(size=32, per_photo_and_scale=1, photos=["chelsea", "coffee"])
     return FeatureExplorer(lite0, data.load_photo("chelsea"), patches, layers=["stem", "blocks.5", "head"], top_k=3)
+
+
+@pytest.fixture(scope="module")
+def concept_images(tmp_path_factory):
+    from interpviz.broden import BrodenDataset
+    from interpviz.concepts import generate
+
+    return BrodenDataset(generate(tmp_path_factory.mktemp("concepts") / "set", count=12, size=32, progress=False))
+
+
+def tiny_network(names: tuple[str, str], channels: int = 4):
+    layers = OrderedDict([(names[0], nn.Conv2d(3, channels, 3, padding=1)), (names[1], nn.Conv2d(channels, 6, 3, padding=1))])
+    return models.wrap(nn.Sequential(layers).eval(), name="-".join(names))
+
+
+def tiny_dissections(network, dataset):
+    from interpviz.dissect import DissectionSettings, dissect
+
+    return dissect(network, dataset, [name for name, _ in network.module.named_children()], DissectionSettings(batch_size=4),
+                   progress=False)
+
+
+def test_no_pyplot_figure_is_open_when_anything_is_shown(lite0, monkeypatch):
+    """Bug 1: an open figure while the frontend talks to the kernel can be flushed into the wrong output."""
+    open_figures_when_shown = []
+    monkeypatch.setattr(interp_widgets, "display", lambda *shown: open_figures_when_shown.append(plt.get_fignums()))
+    patches = data.patch_set(size=32, per_photo_and_scale=1, photos=["chelsea", "coffee"])
+    explorer = interp_widgets.feature_explorer(lite0, data.load_photo("chelsea"), patches, layers=["stem", "head"], top_k=3)
+    for image in (w for w in widget_tree(explorer.widget) if isinstance(w, widgets.Image)):
+        image.observe(lambda change: open_figures_when_shown.append(plt.get_fignums()), names="value")
+    explorer.layer.value = "head"
+    explorer.channel.value = 7
+    assert open_figures_when_shown and all(figures == [] for figures in open_figures_when_shown)
+    strip = png_pixels(explorer.examples_image.value)
+    assert (strip < 200).any(axis=2).mean() > 0.2, "the top-patches strip is (nearly) blank"
 
 
 def test_channel_slider_follows_the_layer(explorer, lite0):
@@ -22,6 +108,30 @@ def test_channel_slider_follows_the_layer(explorer, lite0):
     assert explorer.channel.max == lite0.layer("blocks.5").channels - 1 == 79
     assert explorer.channel.value == 79
     assert "blocks.5" in explorer.info.value and "80 channels" in explorer.info.value
+
+
+def test_feature_explorer_every_control_and_privileged_default_layers(lite0):
+    patches = data.patch_set(size=32, per_photo_and_scale=1, photos=["chelsea"])
+    explorer = FeatureExplorer(lite0, data.load_photo("chelsea"), patches, top_k=2)
+    assert explorer.layer.options[0] == "stem.act" and explorer.layer.options[-1] == "head"
+    assert "blocks.3.depthwise.act" in explorer.layer.options and "blocks.3" not in explorer.layer.options
+    explorer.show()
+    change_each_control(explorer, [explorer.channel, explorer.layer])
+
+
+def test_a_callback_error_shows_in_the_explorer(explorer, monkeypatch):
+    explorer.show()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("patches went missing\nsecond line")
+
+    monkeypatch.setattr(interp_widgets, "dataset_examples_figure", broken)
+    explorer.channel.value = 5
+    assert "RuntimeError: patches went missing" in explorer.error.value and "second line" not in explorer.error.value
+    assert "color" in explorer.error.value and plt.get_fignums() == []
+    monkeypatch.undo()
+    explorer.channel.value = 6
+    assert explorer.error.value == ""
 
 
 def test_results_are_cached_per_layer(explorer, monkeypatch):
@@ -46,9 +156,12 @@ def test_render_explorer_renders_live_and_caches(lite0, monkeypatch):
 
     explorer = RenderExplorer(lite0, layers=["blocks.1", "blocks.4", "blocks.6"], size=32, steps=8, update_every=4)
     assert explorer.layer.value == "blocks.4"
+    shown_during_render = []
+    explorer.image.observe(lambda change: shown_during_render.append(explorer.live.progress.value), names="value")
     explorer.show()
-    assert bytes(explorer.image.value).startswith(b"\x89PNG")
-    assert "final value" in explorer.status.value
+    assert shown_during_render[:2] == [4, 8] and explorer.live.progress.value == explorer.live.progress.max == 8
+    assert bytes(explorer.image.value).startswith(b"\x89PNG") and explorer.image.layout.width == "256px"
+    assert "activation" in explorer.status.value
     calls = []
     real = interp_widgets.render
     monkeypatch.setattr(interp_widgets, "render", lambda *a, **k: calls.append(a[1].description) or real(*a, **k))
@@ -57,6 +170,56 @@ def test_render_explorer_renders_live_and_caches(lite0, monkeypatch):
     explorer.layer.value = "blocks.1"
     assert explorer.channel.max == lite0.layer("blocks.1").channels - 1
     assert calls == ["-(channel blocks.4[0])", "channel blocks.1[0]"]
+
+
+def test_a_newer_setting_stops_the_render_in_progress(lite0):
+    from interpviz.widgets import RenderExplorer
+
+    explorer = RenderExplorer(lite0, layers=["blocks.1.depthwise.act"], size=32, steps=16, update_every=4)
+    explorer.show()
+    progress_seen = []
+
+    def change_mid_render(change):
+        progress_seen.append(change["new"])
+        if change["new"] == 3 and explorer.channel.value == 1:
+            explorer.channel.value = 2
+
+    explorer.live.progress.observe(change_mid_render, names="value")
+    explorer.channel.value = 1
+    cached_channels = sorted(key[1] for key in explorer.cache)
+    assert cached_channels == [0, 2], "the superseded render (channel 1) ran to the end"
+    assert "[2]" in explorer.status.value and explorer.error.value == ""
+    assert bytes(explorer.image.value) == interp_widgets.png_bytes(explorer.cache[explorer.key()][0].pil[0])
+    assert 16 in progress_seen and progress_seen.count(4) == 1
+
+
+def test_background_renders_finish_and_report_their_errors(lite0, monkeypatch):
+    from interpviz.widgets import RenderExplorer
+
+    explorer = RenderExplorer(lite0, layers=["blocks.1.depthwise.act"], size=32, steps=8, background=True)
+    explorer.show()
+    explorer.channel.value = 3
+    explorer.wait()
+    assert sorted(key[1] for key in explorer.cache) == [0, 3] and "[3]" in explorer.status.value
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(interp_widgets, "render", failing)
+    explorer.channel.value = 4
+    explorer.wait()
+    assert "RuntimeError: out of memory" in explorer.error.value
+
+
+def test_render_explorer_every_control(lite0):
+    from interpviz.widgets import RenderExplorer
+
+    explorer = RenderExplorer(lite0, layers=["blocks.1.depthwise.act", "blocks.2.depthwise.act"], size=32, steps=8,
+                              max_steps=16)
+    explorer.show()
+    change_each_control(explorer, [explorer.layer, explorer.channel, explorer.kind, explorer.steps,
+                                   explorer.transforms, explorer.frequency])
+    assert "frequency penalty 10000" in explorer.status.value and "transforms double" in explorer.status.value
 
 
 def test_unit_objective_kinds():
@@ -69,17 +232,26 @@ def test_unit_objective_kinds():
         unit_objective("class", "blocks.2", 3)
 
 
+def test_scaled_transforms():
+    from interpviz.optvis.transforms import STANDARD_TRANSFORMS
+    from interpviz.widgets import scaled_transforms
+
+    assert scaled_transforms(0) == ()
+    assert scaled_transforms(1.0) == STANDARD_TRANSFORMS
+    assert scaled_transforms(2.0)[0].pixels == 24 and max(scaled_transforms(2.0)[3].angles) == 20
+
+
 def test_regularization_explorer_compares_with_the_baseline(lite0):
-    from interpviz.optvis import channel_objective
     from interpviz.optvis.prior import load_denoiser
     from interpviz.optvis.regularization import Regularization
     from interpviz.widgets import RegularizationExplorer
 
-    explorer = RegularizationExplorer(lite0, channel_objective("blocks.2", 1), load_denoiser(), size=32, steps=4)
+    explorer = RegularizationExplorer(lite0, load_denoiser(), layer="blocks.2", channel=1, size=32, steps=4)
+    assert "blocks.2" in explorer.layer.options and explorer.unit.description == "channel blocks.2[1]"
     explorer.show()
     assert "no regularization" in explorer.baseline_label.value and "activation" in explorer.current_label.value
     explorer.strengths["total_variation"].value = 100.0
-    assert Regularization() in explorer.cache and len(explorer.cache) == 1
+    assert ("blocks.2", 1, Regularization()) in explorer.cache and len(explorer.cache) == 1
     explorer.switches["total_variation"].value = True
     explorer.fourier.value = True
     assert explorer.settings() == Regularization(total_variation=100.0, fourier=True)
@@ -87,22 +259,54 @@ def test_regularization_explorer_compares_with_the_baseline(lite0):
     assert len(explorer.cache) == 3
 
 
-def test_dissection_explorer_recounts_and_redissects(tmp_path, monkeypatch):
-    from torch import nn
+def test_a_strength_slider_is_greyed_while_its_remedy_is_off(lite0):
+    from interpviz.widgets import RegularizationExplorer
 
-    from interpviz import models
+    explorer = RegularizationExplorer(lite0, None, layers=["blocks.2.depthwise.act"], size=32, steps=4)
+    assert all(slider.disabled for slider in explorer.strengths.values())
+    assert explorer.switches["denoiser"].disabled and explorer.latent.disabled
+    explorer.switches["blur"].value = True
+    assert [name for name, slider in explorer.strengths.items() if not slider.disabled] == ["blur"]
+    explorer.switches["blur"].value = False
+    assert explorer.strengths["blur"].disabled
+
+
+def test_regularization_explorer_every_control(lite0):
+    from interpviz.optvis.prior import load_denoiser
+    from interpviz.widgets import RegularizationExplorer
+
+    explorer = RegularizationExplorer(lite0, load_denoiser(), layers=["blocks.1.depthwise.act", "blocks.2.depthwise.act"],
+                                      size=32, steps=2)
+    explorer.show()
+    controls = [explorer.layer, explorer.channel, explorer.jitter, explorer.rotate, explorer.scale]
+    for name in explorer.PENALTIES:
+        controls += [explorer.switches[name], explorer.strengths[name]]
+    change_each_control(explorer, controls + [explorer.fourier, explorer.decorrelate, explorer.latent])
+
+
+def test_diversity_explorer_every_control(lite0):
+    from interpviz.widgets import DiversityExplorer
+
+    explorer = DiversityExplorer(lite0, layers=["blocks.1.depthwise.act", "blocks.2.depthwise.act"], count=2, size=32,
+                                 steps=4)
+    explorer.show()
+    assert "diversity 30" in explorer.status.value
+    change_each_control(explorer, [explorer.layer, explorer.channel, explorer.diversity, explorer.transforms,
+                                   explorer.frequency])
+    assert "diversity 300" in explorer.status.value
+
+
+def test_dissection_explorer_recounts_and_redissects(concept_images, monkeypatch):
     from interpviz import widgets as module
-    from interpviz.broden import BrodenDataset
-    from interpviz.concepts import generate
-    from interpviz.dissect import DissectionSettings, dissect
+    from interpviz.dissect import dissect
     from interpviz.widgets import DissectionExplorer
 
-    dataset = BrodenDataset(generate(tmp_path / "set", count=12, size=32, progress=False))
-    model = models.wrap(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 6, 3, padding=1)).eval())
-    results = dissect(model, dataset, ["0", "1"], DissectionSettings(batch_size=4), progress=False)
-    explorer = DissectionExplorer(model, dataset, results, images_per_unit=2)
+    model = tiny_network(("0", "1"))
+    results = tiny_dissections(model, concept_images)
+    explorer = DissectionExplorer(model, concept_images, results, images_per_unit=2, render_steps=4, size=32)
     explorer.show()
-    assert "of 4 units are detectors" in explorer.summary.value and "unit 0:" in explorer.details.value
+    assert "of 4 units are detectors" in explorer.summary.value and "unit 0:" in explorer.view.label.value
+    assert bytes(explorer.view.visualization.value).startswith(b"\x89PNG")
     explorer.iou_threshold.value = 0.0
     assert "IoU &gt; 0.00" in explorer.summary.value
     calls = []
@@ -117,20 +321,90 @@ def test_dissection_explorer_recounts_and_redissects(tmp_path, monkeypatch):
     assert len(explorer.cache) == 4
 
 
-def test_text_cell_explorer_jumps_to_the_best_cell():
-    import torch
+def test_dissection_explorer_every_control(concept_images):
+    from interpviz.widgets import DissectionExplorer
 
+    model = tiny_network(("0", "1"))
+    explorer = DissectionExplorer(model, concept_images, tiny_dissections(model, concept_images), images_per_unit=2,
+                                  render_steps=4, size=32)
+    explorer.show()
+    change_each_control(explorer, [explorer.unit, explorer.layer, explorer.iou_threshold, explorer.quantile])
+
+
+def test_experiment_explorer_switches_to_a_network_with_other_layers(concept_images):
+    """Bug 2: options and value set in an order that is invalid in between raised TraitError, then KeyError."""
+    from interpviz.widgets import ExperimentExplorer
+
+    small = {name: tiny_dissections(tiny_network(("conv1", "conv2"), width), concept_images)
+             for name, width in (("narrow", 4), ("wide", 8))}
+    other = tiny_network(("first", "second"))
+    explorer = ExperimentExplorer({"small networks: width": small, "another family": {"other": tiny_dissections(other, concept_images)}},
+                                  models={"other": other}, dataset=concept_images, images_per_unit=2, render_steps=4,
+                                  size=32)
+    explorer.show()
+    assert explorer.layer.value == "conv2" and explorer.unit.max == 5
+    explorer.unit.value = 5
+    explorer.experiment.value = "another family"
+    assert explorer.error.value == ""
+    assert list(explorer.layer.options) == ["first", "second"] and explorer.layer.value == "first"
+    assert explorer.unit.max == 3 and explorer.unit.value == 3
+    assert "first unit 3" in explorer.views["other"].label.value and "first" in explorer.chart_title
+    explorer.layer.value = "second"
+    assert explorer.error.value == "" and "second unit 3" in explorer.views["other"].label.value
+    explorer.experiment.value = "small networks: width"
+    assert explorer.error.value == "" and explorer.layer.value == "conv1"
+    labels = [row.value for row in explorer.unit_rows.children]
+    assert len(labels) == 2 and "narrow" in labels[0] and "conv1 unit 3" in labels[1]
+
+
+def test_experiment_explorer_every_control(concept_images):
+    from interpviz.widgets import ExperimentExplorer
+
+    networks = {name: tiny_network(("conv1", "conv2"), width) for name, width in (("narrow", 4), ("wide", 8))}
+    other = tiny_network(("first", "second"))
+    experiments = {"width": {name: tiny_dissections(network, concept_images) for name, network in networks.items()},
+                   "other": {"other": tiny_dissections(other, concept_images)}}
+    explorer = ExperimentExplorer(experiments, models={**networks, "other": other}, dataset=concept_images,
+                                  images_per_unit=2, render_steps=4, size=32)
+    explorer.show()
+    change_each_control(explorer, [explorer.unit, explorer.layer, explorer.iou_threshold, explorer.experiment])
+
+
+def test_a_chart_of_zeros_says_so():
+    from interpviz.experiments import counts_figure
+    from interpviz.widgets import say_when_all_zero
+
+    figure = say_when_all_zero(counts_figure({"a": {"colour": 0}, "b": {"colour": 0}}, "t"), "no detectors")
+    assert [text.get_text() for text in figure.axes[0].texts] == ["no detectors"] and figure.axes[0].get_ylim() == (0, 1)
+    figure = say_when_all_zero(counts_figure({"a": {"colour": 2}}, "t"), "no detectors")
+    assert len(figure.axes[0].texts) == 0
+    plt.close("all")
+
+
+def test_rotation_explorer_every_control(concept_images):
+    from interpviz import experiments
+    from interpviz.widgets import RotationExplorer
+
+    model = tiny_network(("0", "1"))
+    sweep = experiments.rotation_sweep(model, concept_images, [0.0, 1.0], layer="1", progress=False)
+    explorer = RotationExplorer(model, concept_images, sweep, units=[0, 1], images_per_unit=2)
+    explorer.show()
+    change_each_control(explorer, [explorer.amount, explorer.unit])
+
+
+def test_text_cell_explorer_jumps_to_the_best_cell():
     from interpviz.text import CellScore
     from interpviz.widgets import TextCellExplorer
 
     sample = "x = 'a'\n"
     states = {kind: torch.randn(len(sample), 4, generator=torch.Generator().manual_seed(0)) for kind in ("c", "tanh(c)", "h")}
     report = {"in_string": {"best": [CellScore("in_string", 3, "h", 0.9, "AUC")], "passing": {"h": 1}}}
-    explorer = TextCellExplorer({"sample": (sample, states)}, report)
+    explorer = TextCellExplorer({"sample": (sample, states), "another sample": (sample[::-1], states)}, report)
     explorer.show()
     assert "cell 0, tanh(c)" in explorer.text.value and explorer.text.value.count("<span") == len(sample) + 3
     explorer.feature.value = "in_string"
     assert (explorer.kind.value, explorer.cell.value) == ("h", 3) and "cell 3, h" in explorer.text.value
+    change_each_control(explorer, [explorer.sample, explorer.kind, explorer.cell])
 
 
 def test_tabular_unit_explorer_follows_the_layer():
@@ -146,3 +420,4 @@ def test_tabular_unit_explorer_follows_the_layer():
     explorer.layer.value = "layers.3"
     assert explorer.unit.max == 7 and explorer.unit.value == 7
     assert set(explorer.cache) == {("layers.1", 0), ("layers.1", 12), ("layers.3", 7)}
+    change_each_control(explorer, [explorer.layer, explorer.unit])
