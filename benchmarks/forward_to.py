@@ -1,6 +1,6 @@
 """How much a truncated forward pass saves: forward_to(layer) against the full network, same process.
 
-Run: .venv/bin/python benchmarks/forward_to.py  [--repeats N] [--batch B] [--size S]
+Run: .venv/bin/python benchmarks/forward_to.py  [--repeats N] [--batch B] [--size S] [--device cpu|cuda]
 Prints, for several depths, the time of forward_to as a ratio of the full forward pass.
 """
 
@@ -14,12 +14,14 @@ from interpviz.hooks import forward_to
 
 
 def best_time(function, repeats: int) -> float:
-    """Smallest wall time of ``repeats`` calls, after one warm-up call."""
+    """Smallest wall time of ``repeats`` calls, after one warm-up call (waiting for the GPU to finish each)."""
     function()
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         function()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - started)
     return min(times)
 
@@ -29,8 +31,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: interpviz's default device)")
     arguments = parser.parse_args()
-    model = models.load("efficientnet_lite0")
+    model = models.load("efficientnet_lite0", device=arguments.device)
     batch = torch.randn(arguments.batch, 3, arguments.size, arguments.size, device=model.device)
     with torch.no_grad():
         full = best_time(lambda: model(batch), arguments.repeats)

@@ -7,6 +7,7 @@ with the model's own normalisation as its last transform, and fixed_image_size=1
 upsample to 224. Each library gets its own copy of the model, because Lucent leaves hooks behind.
 
 Run: make bench  (or: .venv/bin/pip install torch-lucent==0.1.8 && .venv/bin/python benchmarks/optvis_vs_lucent.py)
+     [--device cpu|cuda] [--without-lucent]  (interpviz alone, e.g. on a machine without Lucent)
 """
 
 import argparse
@@ -51,24 +52,28 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--layers", nargs="+", default=["blocks.5", "blocks.14"])
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: interpviz's default device)")
+    parser.add_argument("--without-lucent", action="store_true", help="time interpviz alone")
     arguments = parser.parse_args()
     channels = list(range(16))
-    ours = models.load("efficientnet_lite0")
-    theirs = models.load("efficientnet_lite0")
+    ours = models.load("efficientnet_lite0", device=arguments.device)
+    theirs = models.load("efficientnet_lite0", device=arguments.device)
     torch.manual_seed(0)
     print(f"device {ours.device}, torch threads {torch.get_num_threads()}, {len(channels)} channels, "
           f"{arguments.size} px, {arguments.steps} steps")
     print(f"{'layer':<10} {'library':<10} {'seconds':>8} {'steps/s':>8} {'channels/min':>13} {'final activation':>17}")
     for layer in arguments.layers:
         run_interpviz(ours, layer, channels, arguments.size, 2)
-        ours_seconds, ours_images = run_interpviz(ours, layer, channels, arguments.size, arguments.steps)
-        lucent_seconds, lucent_images = run_lucent(theirs.module, ours.preprocess.normalize, layer, channels,
-                                                   arguments.size, arguments.steps)
-        for name, seconds, images in (("interpviz", ours_seconds, ours_images), ("lucent", lucent_seconds, lucent_images)):
+        runs = [("interpviz", *run_interpviz(ours, layer, channels, arguments.size, arguments.steps))]
+        if not arguments.without_lucent:
+            runs.append(("lucent", *run_lucent(theirs.module, ours.preprocess.normalize, layer, channels,
+                                               arguments.size, arguments.steps)))
+        for name, seconds, images in runs:
             activation = mean_channel_activation(ours, layer, channels, images)
             print(f"{layer:<10} {name:<10} {seconds:>8.1f} {arguments.steps / seconds:>8.2f} "
                   f"{len(channels) * 60 / seconds:>13.1f} {activation:>17.2f}")
-        print(f"{layer:<10} speed-up of interpviz over lucent: {lucent_seconds / ours_seconds:.2f}x")
+        if not arguments.without_lucent:
+            print(f"{layer:<10} speed-up of interpviz over lucent: {runs[1][1] / runs[0][1]:.2f}x")
 
 
 if __name__ == "__main__":

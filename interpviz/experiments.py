@@ -24,6 +24,7 @@ from interpviz.broden import BrodenDataset
 from interpviz.dissect import DissectionSettings, LayerDissection, dissect
 from interpviz.models.zoo import LoadedModel
 from interpviz.rotation import fractional_rotation, random_rotation, with_rotated_output
+from interpviz.settings import model_device
 
 
 def dissect_networks(networks: dict[str, nn.Module | LoadedModel], dataset: BrodenDataset, layers: str | list[str],
@@ -203,10 +204,12 @@ def rotation_sweep(model: smallcnn.SmallCNN | LoadedModel, dataset: BrodenDatase
 
 @torch.no_grad()
 def pooled_features(model: smallcnn.SmallCNN, data: smallcnn.TaskData, batch_size: int = 200) -> torch.Tensor:
-    """conv5 averaged over positions for every image of ``data``: (images, channels), in eval mode."""
+    """conv5 averaged over positions for every image of ``data``: (images, channels), in eval mode on the model's
+    device; returned on the CPU."""
+    device = model_device(model)
     was_training = model.training
     model.eval()
-    rows = [model.features(data.images[start : start + batch_size].float() / 255).mean(dim=(2, 3))
+    rows = [model.features(data.images[start : start + batch_size].to(device).float() / 255).mean(dim=(2, 3)).cpu()
             for start in range(0, len(data.images), batch_size)]
     model.train(was_training)
     return torch.cat(rows)

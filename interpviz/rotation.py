@@ -19,6 +19,8 @@ import copy
 import torch
 from torch import nn
 
+from interpviz import settings
+
 
 def random_rotation(channels: int, seed: int = 0) -> torch.Tensor:
     """A random rotation matrix (orthogonal, determinant +1), uniform over SO(channels), from ``seed``."""
@@ -55,10 +57,15 @@ class ChannelRotation(nn.Module):
 
 
 def fold_into_linear(linear: nn.Linear, rotation: torch.Tensor) -> nn.Linear:
-    """A new linear layer that gives on rotated inputs (R x) what ``linear`` gives on x: weight W R^T."""
-    folded = nn.Linear(linear.in_features, linear.out_features, bias=linear.bias is not None)
+    """A new linear layer that gives on rotated inputs (R x) what ``linear`` gives on x: weight W R^T.
+
+    It lives on the device of ``linear``, wherever ``rotation`` is.
+    """
+    weight = linear.weight
+    folded = nn.Linear(linear.in_features, linear.out_features, bias=linear.bias is not None, device=weight.device,
+                       dtype=weight.dtype)
     with torch.no_grad():
-        folded.weight.copy_(linear.weight.double() @ rotation.double().T)
+        folded.weight.copy_(weight.double() @ rotation.to(weight.device, torch.float64).T)
         if linear.bias is not None:
             folded.bias.copy_(linear.bias)
     return folded
@@ -68,11 +75,12 @@ def with_rotated_output(module: nn.Module, layer: str, rotation: torch.Tensor) -
     """A copy of ``module`` in which the submodule at path ``layer`` is followed by ``ChannelRotation(rotation)``.
 
     Enough to dissect the rotated basis of any layer; the layers after it then receive rotated input, so
-    the copy computes the same function only where the rotation is folded into what follows.
+    the copy computes the same function only where the rotation is folded into what follows. The rotation is
+    moved to the module's device.
     """
     rotated = copy.deepcopy(module)
     parent_path, _, child = layer.rpartition(".")
     parent = rotated.get_submodule(parent_path) if parent_path else rotated
-    device = next(rotated.parameters(), torch.empty(0)).device
+    device = settings.model_device(rotated)
     setattr(parent, child, nn.Sequential(getattr(parent, child), ChannelRotation(rotation).to(device)))
     return rotated

@@ -9,12 +9,16 @@ Training images are drawn fresh by the concept generator (``interpviz.concepts.d
 different seed from the dissection set, so the units are dissected on images they were not trained on.
 Tasks, all read from the generator's ground truth:
 
-- ``texture_scene``: which of the 8 textures or 5 scene layouts the image shows (13 classes);
-- ``shapes``: which of the 8 shapes are in the image (8 yes/no outputs; texture images have none);
-- ``all``: both at once (21 outputs). Accuracy counts an image right only when every answer is right.
+- ``texture_scene``: which of the 12 textures or 54 scenes the image shows (66 classes). A scene is an
+  arrangement (row, column, grid, ...) of two kinds of objects, so the network has to recognise the
+  objects and where they stand; the background colour says nothing;
+- ``shapes``: which of the 18 object kinds are in the image (18 yes/no outputs; texture images have none);
+- ``all``: both at once (84 outputs). Accuracy counts an image right only when every answer is right.
 
 Trained networks are cached in the cache folder under a name made from their settings, so a notebook
-trains each one once (with a progress bar) and loads it afterwards.
+trains each one once (with a progress bar) and loads it afterwards. Training runs on ``settings.default_device()``
+(CUDA when there is a GPU) unless told otherwise; the cache holds CPU tensors and is loaded onto the device
+asked for. Functions that take a network run it on its own device.
 """
 
 from __future__ import annotations
@@ -31,11 +35,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from interpviz import concepts, settings
+from interpviz.checkpoints import load_checkpoint
 from interpviz.models.zoo import LoadedModel, wrap
 from interpviz.rotation import fold_into_linear, with_rotated_output
 
 WORKING_SIZE = 112
-TASK_OUTPUTS = {"texture_scene": 13, "shapes": 8, "all": 21}
+SCENE_CLASSES = len(concepts.TEXTURES) + len(concepts.SCENES)
+TASK_OUTPUTS = {"texture_scene": SCENE_CLASSES, "shapes": len(concepts.OBJECTS),
+                "all": SCENE_CLASSES + len(concepts.OBJECTS)}
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 
 
@@ -88,9 +95,10 @@ class TrainingConfig:
             raise ValueError(f"invalid training settings: {self}")
 
     def key(self) -> str:
+        """The cache name: these settings and the concept generator's version (its tasks change with it)."""
         norm = "bn" if self.batch_norm else "nobn"
-        return (f"smallcnn_{self.task}_w{self.width}_{norm}_seed{self.seed}_it{self.iterations}"
-                f"_b{self.batch_size}_lr{self.lr:g}_n{self.train_images}")
+        return (f"smallcnn_v{concepts.GENERATOR_VERSION}_{self.task}_w{self.width}_{norm}_seed{self.seed}"
+                f"_it{self.iterations}_b{self.batch_size}_lr{self.lr:g}_n{self.train_images}")
 
 
 @dataclass
@@ -110,19 +118,20 @@ class TaskData:
             return self.texture_scene[indices]
         if task == "shapes":
             return self.shapes[indices]
-        return torch.cat([F.one_hot(self.texture_scene[indices], 13).float(), self.shapes[indices]], dim=1)
+        return torch.cat([F.one_hot(self.texture_scene[indices], SCENE_CLASSES).float(), self.shapes[indices]], dim=1)
 
 
 def task_labels(truth: dict, labels: concepts.ConceptLabels) -> tuple[int, np.ndarray]:
-    """(texture-or-scene class 0..12, multi-hot of the 8 shapes) from one image's ground truth."""
-    if "texture" in truth:
-        texture_or_scene = list(concepts.TEXTURES).index(labels.names[truth["texture"][0] - 1][0])
-    else:
+    """(texture class 0..11 or scene class 12..65, multi-hot of the 18 object kinds) from one image's ground truth."""
+    if "scene" in truth:
         texture_or_scene = len(concepts.TEXTURES) + list(concepts.SCENES).index(labels.names[truth["scene"][0] - 1][0])
-    shapes = np.zeros(len(concepts.SHAPES), np.float32)
-    for number in np.unique(truth["object"]):
+    else:
+        texture_or_scene = list(concepts.TEXTURES).index(labels.names[truth["texture"][0] - 1][0])
+    shapes = np.zeros(len(concepts.OBJECTS), np.float32)
+    present = np.unique(truth["object"]) if "object" in truth else []
+    for number in present:
         if number:
-            shapes[concepts.SHAPES.index(labels.names[number - 1][0])] = 1
+            shapes[list(concepts.OBJECTS).index(labels.names[number - 1][0])] = 1
     return texture_or_scene, shapes
 
 
@@ -137,7 +146,7 @@ def task_data(count: int = 4000, seed: int = 1, progress: bool = True) -> TaskDa
     labels = concepts.concept_labels()
     images = np.zeros((count, 3, WORKING_SIZE, WORKING_SIZE), np.uint8)
     texture_scene = np.zeros(count, np.int64)
-    shapes = np.zeros((count, len(concepts.SHAPES)), np.float32)
+    shapes = np.zeros((count, len(concepts.OBJECTS)), np.float32)
     for index in tqdm(range(count), desc="drawing training images", disable=not progress):
         image, truth = concepts.draw_example(2 * WORKING_SIZE, rng, labels)
         halved = image.reshape(WORKING_SIZE, 2, WORKING_SIZE, 2, 3).mean(axis=(1, 3))
@@ -149,14 +158,14 @@ def task_data(count: int = 4000, seed: int = 1, progress: bool = True) -> TaskDa
 
 
 def task_loss(task: str, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy for the 13 classes; for the 8 shapes, binary cross-entropy summed over the shapes (so each
+    """Cross-entropy for the 66 classes; for the 18 objects, binary cross-entropy summed over them (so each
     yes/no answer weighs like the class answer); their sum for ``all``. Averaged over the batch."""
     if task == "texture_scene":
         return F.cross_entropy(logits, targets)
     if task == "shapes":
         return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(dim=1).mean()
-    return task_loss("texture_scene", logits[:, :13], targets[:, :13].argmax(dim=1)) + task_loss(
-        "shapes", logits[:, 13:], targets[:, 13:])
+    return task_loss("texture_scene", logits[:, :SCENE_CLASSES], targets[:, :SCENE_CLASSES].argmax(dim=1)) + task_loss(
+        "shapes", logits[:, SCENE_CLASSES:], targets[:, SCENE_CLASSES:])
 
 
 def task_correct(task: str, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -165,8 +174,8 @@ def task_correct(task: str, logits: torch.Tensor, targets: torch.Tensor) -> torc
         return logits.argmax(dim=1) == targets
     if task == "shapes":
         return ((logits > 0).float() == targets).all(dim=1)
-    return task_correct("texture_scene", logits[:, :13], targets[:, :13].argmax(dim=1)) & task_correct(
-        "shapes", logits[:, 13:], targets[:, 13:])
+    return task_correct("texture_scene", logits[:, :SCENE_CLASSES], targets[:, :SCENE_CLASSES].argmax(dim=1)) & task_correct(
+        "shapes", logits[:, SCENE_CLASSES:], targets[:, SCENE_CLASSES:])
 
 
 TASK_PARTS = {"texture_scene": ("texture_scene",), "shapes": ("shapes",), "all": ("texture_scene", "shapes", "all")}
@@ -174,24 +183,26 @@ TASK_PARTS = {"texture_scene": ("texture_scene",), "shapes": ("shapes",), "all":
 
 @torch.no_grad()
 def accuracy(model: nn.Module, data: TaskData, task: str, batch_size: int = 200) -> dict[str, float]:
-    """Share of images answered right, per part of the task (for ``all``: each part, and both at once)."""
+    """Share of images answered right, per part of the task (for ``all``: each part, and both at once), on the
+    model's device."""
+    device = settings.model_device(model)
     was_training = model.training
     model.eval()
     correct = dict.fromkeys(TASK_PARTS[task], 0)
     for start in range(0, len(data.images), batch_size):
         indices = torch.arange(start, min(start + batch_size, len(data.images)))
-        logits = model(data.images[indices].float() / 255)
-        outputs = {task: logits} if task != "all" else {"texture_scene": logits[:, :13], "shapes": logits[:, 13:],
-                                                        "all": logits}
+        logits = model(data.images[indices].to(device).float() / 255)
+        outputs = {task: logits} if task != "all" else {"texture_scene": logits[:, :SCENE_CLASSES],
+                                                        "shapes": logits[:, SCENE_CLASSES:], "all": logits}
         for part in correct:
-            correct[part] += int(task_correct(part, outputs[part], data.targets(part, indices)).sum())
+            correct[part] += int(task_correct(part, outputs[part], data.targets(part, indices).to(device)).sum())
     model.train(was_training)
     return {part: count / len(data.images) for part, count in correct.items()}
 
 
 @dataclass
 class TrainedCNN:
-    """A trained network, its settings, its weights at the checkpoint iterations, and its record."""
+    """A trained network, its settings, its weights at the checkpoint iterations (on the CPU), and its record."""
 
     model: SmallCNN
     config: TrainingConfig
@@ -201,12 +212,12 @@ class TrainedCNN:
     seconds: float = 0.0
 
     def at(self, iteration: int) -> SmallCNN:
-        """A new network with the weights saved at ``iteration`` (eval mode)."""
+        """A new network with the weights saved at ``iteration`` (eval mode), on the device of ``model``."""
         if iteration not in self.checkpoints:
             raise KeyError(f"no checkpoint at iteration {iteration}; saved: {sorted(self.checkpoints)}")
         model = SmallCNN(TASK_OUTPUTS[self.config.task], self.config.width, self.config.batch_norm)
         model.load_state_dict(self.checkpoints[iteration])
-        return model.eval()
+        return model.to(settings.model_device(self.model)).eval()
 
 
 def checkpoint_iterations(iterations: int) -> list[int]:
@@ -219,7 +230,9 @@ def checkpoint_iterations(iterations: int) -> list[int]:
     return sorted(marks)
 
 
+@settings.repeatable_kernels()
 def _fit(model: SmallCNN, config: TrainingConfig, data: TaskData, progress: bool, description: str) -> TrainedCNN:
+    device = settings.model_device(model)
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=max(config.iterations, 1),
@@ -234,10 +247,10 @@ def _fit(model: SmallCNN, config: TrainingConfig, data: TaskData, progress: bool
         if iteration == config.iterations:
             break
         indices = torch.randint(len(data.images), (config.batch_size,), generator=generator)
-        images = data.images[indices].float() / 255
-        flip = torch.rand(config.batch_size, generator=generator) < 0.5
+        images = data.images[indices].to(device).float() / 255
+        flip = (torch.rand(config.batch_size, generator=generator) < 0.5).to(device)
         images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-        loss = task_loss(config.task, model(images), data.targets(config.task, indices))
+        loss = task_loss(config.task, model(images), data.targets(config.task, indices).to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -245,6 +258,7 @@ def _fit(model: SmallCNN, config: TrainingConfig, data: TaskData, progress: bool
         if iteration % 25 == 0:
             trained.history.append((iteration, loss.item()))
     model.eval()
+    trained.checkpoints = settings.to_cpu(trained.checkpoints)
     trained.seconds = time.perf_counter() - started
     return trained
 
@@ -259,14 +273,15 @@ def _save(trained: TrainedCNN, path: Path, base: str | None = None) -> None:
                 "validation_accuracy": trained.validation_accuracy, "seconds": trained.seconds, "base": base}, path)
 
 
-def _load(path: Path) -> TrainedCNN:
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+def _load(path: Path, device: torch.device) -> TrainedCNN:
+    saved = load_checkpoint(path, "It is a trained network in interpviz's cache: delete the file and it is "
+                                  "retrained on next use.")
     config = TrainingConfig(**saved["config"])
     trained = TrainedCNN(SmallCNN(TASK_OUTPUTS[config.task], config.width, config.batch_norm), config,
                          {int(k): v for k, v in saved["checkpoints"].items()}, [tuple(h) for h in saved["history"]],
                          saved["validation_accuracy"], saved["seconds"])
     trained.model.load_state_dict(trained.checkpoints[max(trained.checkpoints)])
-    trained.model.eval()
+    trained.model.to(device).eval()
     return trained
 
 
@@ -275,13 +290,18 @@ def validation_data() -> TaskData:
     return task_data(500, seed=2, progress=False)
 
 
-def train(config: TrainingConfig = TrainingConfig(), progress: bool = True, use_cache: bool = True) -> TrainedCNN:
-    """Train a SmallCNN on ``config.task`` with checkpoints (see ``checkpoint_iterations``); cached by settings."""
+def train(config: TrainingConfig = TrainingConfig(), progress: bool = True, use_cache: bool = True,
+          device: torch.device | str | None = None) -> TrainedCNN:
+    """Train a SmallCNN on ``config.task`` with checkpoints (see ``checkpoint_iterations``); cached by settings.
+
+    It trains, or is loaded from the cache, on ``device`` (default: ``settings.default_device()``).
+    """
+    device = settings.resolve_device(device)
     path = _cache_path(config.key())
     if use_cache and path.is_file():
-        return _load(path)
+        return _load(path, device)
     torch.manual_seed(config.seed)
-    model = SmallCNN(TASK_OUTPUTS[config.task], config.width, config.batch_norm)
+    model = SmallCNN(TASK_OUTPUTS[config.task], config.width, config.batch_norm).to(device)
     data = task_data(config.train_images, seed=1, progress=progress)
     trained = _fit(model, config, data, progress, f"training {config.key()}")
     trained.validation_accuracy = accuracy(trained.model, validation_data(), config.task)
@@ -291,16 +311,18 @@ def train(config: TrainingConfig = TrainingConfig(), progress: bool = True, use_
 
 
 def fine_tune(base: TrainedCNN, task: str, iterations: int, lr: float = 1e-3, progress: bool = True,
-              use_cache: bool = True) -> TrainedCNN:
-    """A copy of ``base`` with a new output layer for ``task``, all layers trained ``iterations`` more steps."""
+              use_cache: bool = True, device: torch.device | str | None = None) -> TrainedCNN:
+    """A copy of ``base`` with a new output layer for ``task``, all layers trained ``iterations`` more steps,
+    on ``device`` (default: ``settings.default_device()``)."""
+    device = settings.resolve_device(device)
     config = replace(base.config, task=task, iterations=iterations, lr=lr)
     key = f"{base.config.key()}__finetuned_{config.key()}"
     path = _cache_path(key)
     if use_cache and path.is_file():
-        return _load(path)
-    model = copy.deepcopy(base.model)
+        return _load(path, device)
+    model = copy.deepcopy(base.model).to(device)
     torch.manual_seed(config.seed)
-    model.classifier = nn.Linear(model.classifier.in_features, TASK_OUTPUTS[task])
+    model.classifier = nn.Linear(model.classifier.in_features, TASK_OUTPUTS[task]).to(device)
     data = task_data(config.train_images, seed=1, progress=progress)
     trained = _fit(model, config, data, progress, f"fine-tuning to {task}")
     trained.validation_accuracy = accuracy(trained.model, validation_data(), task)
@@ -309,10 +331,12 @@ def fine_tune(base: TrainedCNN, task: str, iterations: int, lr: float = 1e-3, pr
     return trained
 
 
-def random_network(config: TrainingConfig = TrainingConfig()) -> SmallCNN:
-    """The untrained network of ``config`` (its seed's initial weights), in eval mode: the random baseline."""
+def random_network(config: TrainingConfig = TrainingConfig(), device: torch.device | str | None = None) -> SmallCNN:
+    """The untrained network of ``config`` (its seed's initial weights), in eval mode on ``device`` (default:
+    ``settings.default_device()``): the random baseline."""
     torch.manual_seed(config.seed)
-    return SmallCNN(TASK_OUTPUTS[config.task], config.width, config.batch_norm).eval()
+    network = SmallCNN(TASK_OUTPUTS[config.task], config.width, config.batch_norm)
+    return network.to(settings.resolve_device(device)).eval()
 
 
 def as_loaded(model: SmallCNN, name: str = "smallcnn") -> LoadedModel:

@@ -9,6 +9,9 @@ defaults with probability sigmoid(z), where
 and the three noise features play no part. A hidden unit is studied two ways: the rows of the data that
 activate it most, and its preferred input found by activation maximization in standardized feature space,
 kept inside the range the data covers and pulled towards typical values by a penalty.
+
+The MLP trains on ``settings.default_device()`` unless told otherwise; the functions that take it run it on its
+own device and return activations on the CPU.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from interpviz import settings
 from interpviz.hooks import forward_to
 from interpviz.optvis.render import frozen_model
 from interpviz.text import auc_per_cell, correlation_per_cell
@@ -94,21 +98,25 @@ class CreditMLP(nn.Module):
         return self.layers(x).squeeze(-1)
 
 
-def train_mlp(data: CreditData, epochs: int = 400, seed: int = 0) -> tuple[CreditMLP, dict[str, float]]:
-    """Full-batch Adam on 80% of the rows; returns the model and its held-out accuracy and AUC."""
+def train_mlp(data: CreditData, epochs: int = 400, seed: int = 0,
+              device: torch.device | str | None = None) -> tuple[CreditMLP, dict[str, float]]:
+    """Full-batch Adam on 80% of the rows, on ``device`` (default: ``settings.default_device()``); returns the
+    model and its held-out accuracy and AUC."""
+    device = settings.resolve_device(device)
     torch.manual_seed(seed)
-    model = CreditMLP()
-    inputs, labels = data.standardized(), torch.from_numpy(data.default)
+    model = CreditMLP().to(device)
+    inputs, labels = data.standardized().to(device), torch.from_numpy(data.default)
     split = int(0.8 * len(labels))
+    train_labels = labels[:split].to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01, weight_decay=1e-4)
     for _ in range(epochs):
-        loss = F.binary_cross_entropy_with_logits(model(inputs[:split]), labels[:split])
+        loss = F.binary_cross_entropy_with_logits(model(inputs[:split]), train_labels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     model.eval()
     with torch.no_grad():
-        scores = model(inputs[split:])
+        scores = model(inputs[split:]).cpu()
     held_out = labels[split:]
     accuracy = float(((scores > 0).float() == held_out).float().mean())
     rule_scores = torch.from_numpy(default_logit(data.features[split:]))
@@ -124,11 +132,11 @@ HIDDEN_LAYERS = ("layers.1", "layers.3")
 
 
 def unit_activations(model: CreditMLP, data: CreditData, layer: str) -> torch.Tensor:
-    """Activations (N, units) of a hidden layer (``layers.1`` or ``layers.3``) for every row."""
+    """Activations (N, units) of a hidden layer (``layers.1`` or ``layers.3``) for every row, on the CPU."""
     if layer not in HIDDEN_LAYERS:
         raise ValueError(f"unknown layer {layer!r}; hidden layers are {', '.join(HIDDEN_LAYERS)}")
     with torch.no_grad():
-        return forward_to(model, data.standardized(), layer, detach=True)[layer]
+        return forward_to(model, data.standardized().to(settings.model_device(model)), layer, detach=True)[layer].cpu()
 
 
 @dataclass
@@ -145,13 +153,14 @@ def preferred_input(model: CreditMLP, data: CreditData, layer: str, unit: int, p
     """Maximize one unit over standardized inputs inside the data's range, minus plausibility * |x|^2.
 
     The search starts from the row that activates the unit most (a ReLU unit that is 0 at the start would
-    get no gradient).
+    get no gradient), and runs on the model's device.
     """
+    device = settings.model_device(model)
     activations = unit_activations(model, data, layer)
     if not 0 <= unit < activations.shape[1]:
         raise IndexError(f"unit {unit} is out of range for {layer}: use 0 .. {activations.shape[1] - 1}")
-    low, high = data.bounds
-    start = data.standardized()[int(activations[:, unit].argmax())]
+    low, high = (bound.to(device) for bound in data.bounds)
+    start = data.standardized()[int(activations[:, unit].argmax())].to(device)
     x = start.clone()[None].requires_grad_(True)
     optimizer = torch.optim.Adam([x], lr=lr)
     with frozen_model(model):

@@ -4,6 +4,9 @@ The corpus is the running interpreter's own standard library (on every machine).
 for every character come from Python's ``tokenize``: inside a string literal, inside a one-line string,
 inside a comment, bracket depth, column, indentation of the logical line, end of line, inside a URL. The cell
 search ranks LSTM cells by how well their activation (c, tanh(c) or h) tracks each feature.
+
+Training and loading put the LSTM on ``settings.default_device()`` unless told otherwise; checkpoints hold CPU
+tensors. The functions that take the LSTM run it on its own device and return cell states on the CPU.
 """
 
 from __future__ import annotations
@@ -23,9 +26,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from interpviz import settings
+from interpviz.checkpoints import load_checkpoint
+
 VOCABULARY = "\n" + "".join(chr(code) for code in range(32, 127))
 EXCLUDED_PARTS = {"test", "tests", "idle_test", "site-packages", "lib2to3", "__pycache__", "turtledemo"}
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "char_lstm.pt"
+SHIPPED_CHECKPOINT_FIX = ("It ships with interpviz: restore it with 'git checkout -- data/char_lstm.pt' in the "
+                          "interpviz folder, or train a new one with 'interpviz train-text'.")
 
 
 def encode(text: str) -> torch.Tensor:
@@ -174,8 +182,10 @@ class CharLSTM(nn.Module):
 
 @torch.no_grad()
 def cell_states(model: CharLSTM, text: str, layer: int = -1) -> dict[str, torch.Tensor]:
-    """Cell state c, tanh(c) and hidden state h of one LSTM layer after every character: (len(text), hidden)."""
-    codes = encode(text)
+    """Cell state c, tanh(c) and hidden state h of one LSTM layer after every character: (len(text), hidden),
+    computed on the model's device and returned on the CPU."""
+    device = settings.model_device(model)
+    codes = encode(text).to(device)
     inputs = model.embedding(codes)
     weights = [getattr(model.lstm, f"{name}_l{index}") for index in range(model.layers)
                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
@@ -183,8 +193,8 @@ def cell_states(model: CharLSTM, text: str, layer: int = -1) -> dict[str, torch.
     for index in range(layer + 1):
         w_ih, w_hh, b_ih, b_hh = weights[4 * index : 4 * index + 4]
         projected = inputs @ w_ih.T + b_ih + b_hh
-        h = torch.zeros(model.hidden)
-        c = torch.zeros(model.hidden)
+        h = torch.zeros(model.hidden, device=device)
+        c = torch.zeros(model.hidden, device=device)
         hs, cs = [], []
         for step in range(len(codes)):
             gates = projected[step] + w_hh @ h
@@ -195,12 +205,12 @@ def cell_states(model: CharLSTM, text: str, layer: int = -1) -> dict[str, torch.
             cs.append(c)
         inputs = torch.stack(hs)
     cells = torch.stack(cs)
-    return {"c": cells, "tanh(c)": torch.tanh(cells), "h": inputs}
+    return {"c": cells.cpu(), "tanh(c)": torch.tanh(cells).cpu(), "h": inputs.cpu()}
 
 
 def bits_per_character(model: CharLSTM, text: str, chunk: int = 2000) -> float:
-    """Cross-entropy in bits per character on ``text``, carrying the state across chunks."""
-    codes = encode(text)
+    """Cross-entropy in bits per character on ``text``, carrying the state across chunks (on the model's device)."""
+    codes = encode(text).to(settings.model_device(model))
     state, total = None, 0.0
     with torch.no_grad():
         for start in range(0, len(codes) - 1, chunk):
@@ -227,44 +237,49 @@ class TrainingState:
 
 
 def save_checkpoint(state: TrainingState, path: str | Path) -> None:
-    """Save plain state dicts and numbers (loadable with weights_only=True)."""
+    """Save plain state dicts (CPU tensors, whatever the device) and numbers (loadable with weights_only=True)."""
     torch.save({"hidden": state.model.hidden, "layers": state.model.layers,
-                "embedding": state.model.embedding.embedding_dim, "model": state.model.state_dict(),
-                "optimizer": state.optimizer.state_dict(), "step": state.step, "seconds": state.seconds,
-                "history": state.history}, path)
+                "embedding": state.model.embedding.embedding_dim, "model": settings.to_cpu(state.model.state_dict()),
+                "optimizer": settings.to_cpu(state.optimizer.state_dict()), "step": state.step,
+                "seconds": state.seconds, "history": state.history}, path)
 
 
-def load_model(path: str | Path | None = None) -> CharLSTM:
-    """A trained CharLSTM from a checkpoint (default: the one shipped in data/char_lstm.pt), in eval mode."""
+def load_model(path: str | Path | None = None, device: torch.device | str | None = None) -> CharLSTM:
+    """A trained CharLSTM from a checkpoint (default: the one shipped in data/char_lstm.pt), in eval mode on
+    ``device`` (default: ``settings.default_device()``)."""
     path = Path(path) if path is not None else SHIPPED_CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"char-LSTM checkpoint {str(path)!r} not found; train one with 'interpviz train-text'")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    how_to_fix = f"Train a new one with 'interpviz train-text -o {path}'."
+    checkpoint = load_checkpoint(path, SHIPPED_CHECKPOINT_FIX if path.resolve() == SHIPPED_CHECKPOINT else how_to_fix)
     try:
         model = CharLSTM(checkpoint["hidden"], checkpoint["layers"], checkpoint["embedding"])
         model.load_state_dict(checkpoint["model"])
     except (KeyError, RuntimeError) as error:
         raise ValueError(f"{str(path)!r} is not a char-LSTM checkpoint of this version: {error}") from error
-    return model.eval()
+    return model.to(settings.resolve_device(device)).eval()
 
 
 def train(files: list[str], minutes: float, hidden: int = 256, layers: int = 1, streams: int = 32, window: int = 100,
           lr: float = 2e-3, final_lr: float | None = None, seed: int = 0, checkpoint: str | Path | None = None,
-          every_minutes: float = 2.0, resume: bool = False, progress: bool = True) -> TrainingState:
-    """Train statefully for ``minutes``: each epoch shuffles the files, joins them and cuts the result into
-    ``streams`` parallel streams; the state is carried across consecutive windows of a stream.
+          every_minutes: float = 2.0, resume: bool = False, progress: bool = True,
+          device: torch.device | str | None = None) -> TrainingState:
+    """Train statefully for ``minutes`` on ``device`` (default: ``settings.default_device()``): each epoch shuffles
+    the files, joins them and cuts the result into ``streams`` parallel streams; the state is carried across
+    consecutive windows of a stream.
 
     The learning rate is ``lr`` throughout, or, with ``final_lr``, follows a cosine from ``lr`` down to
     ``final_lr`` over this call's share of the time budget (so a resumed run can anneal a plateaued model).
     """
     if not files or not any(files):
         raise ValueError("no training text")
+    device = settings.resolve_device(device)
     torch.manual_seed(seed)
-    model = CharLSTM(hidden, layers)
+    model = CharLSTM(hidden, layers).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     state = TrainingState(model, optimizer)
     if resume and checkpoint and Path(checkpoint).is_file():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        saved = load_checkpoint(checkpoint, "Delete it to train from the start, or resume from a good checkpoint.")
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         state.step, state.seconds, state.history = saved["step"], saved["seconds"], list(map(tuple, saved["history"]))
@@ -288,8 +303,8 @@ def train(files: list[str], minutes: float, hidden: int = 256, layers: int = 1, 
                 progress_share = min((time.time() - schedule_start) / schedule_seconds, 1.0)
                 for group in optimizer.param_groups:
                     group["lr"] = final_lr + (lr - final_lr) * 0.5 * (1 + math.cos(math.pi * progress_share))
-            inputs = data[:, position : position + window]
-            targets = data[:, position + 1 : position + window + 1]
+            inputs = data[:, position : position + window].to(device)
+            targets = data[:, position + 1 : position + window + 1].to(device)
             logits, recurrent = model(inputs, recurrent)
             recurrent = tuple(part.detach() for part in recurrent)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
@@ -315,18 +330,20 @@ def train(files: list[str], minutes: float, hidden: int = 256, layers: int = 1, 
 
 
 def sample(model: CharLSTM, prompt: str, length: int = 300, temperature: float = 0.7, seed: int = 0) -> str:
-    """Continue ``prompt`` by sampling ``length`` characters at ``temperature``."""
+    """Continue ``prompt`` by sampling ``length`` characters at ``temperature`` (the model runs on its device; the
+    draws come from a CPU generator seeded with ``seed``)."""
+    device = settings.model_device(model)
     generator = torch.Generator().manual_seed(seed)
-    codes = encode(prompt)
+    codes = encode(prompt).to(device)
     with torch.no_grad():
         logits, state = model(codes[None])
         produced = []
         last = logits[0, -1]
         for _ in range(length):
-            probabilities = F.softmax(last / temperature, dim=0)
+            probabilities = F.softmax(last / temperature, dim=0).cpu()
             code = int(torch.multinomial(probabilities, 1, generator=generator))
             produced.append(code)
-            logits, state = model(torch.tensor([[code]]), state)
+            logits, state = model(torch.tensor([[code]], device=device), state)
             last = logits[0, -1]
     return prompt + decode(produced)
 
