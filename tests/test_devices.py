@@ -289,3 +289,25 @@ def test_the_char_lstm_gives_the_same_answers_on_the_gpu(tmp_path):
     saved = torch.load(tmp_path / "lstm.pt", weights_only=True)
     assert {tensor.device.type for tensor in saved["model"].values()} == {"cpu"}
     assert_module_on(text.load_model(tmp_path / "lstm.pt", device="cuda"), "cuda")
+
+
+def test_the_denoiser_trains_and_loads_on_the_chosen_device(monkeypatch):
+    from interpviz import data
+    from interpviz.optvis import prior
+
+    seen = []
+    original = prior.DenoisingAutoencoder.forward
+
+    def recording_forward(self, images):
+        seen.append((images.device.type, next(self.parameters()).device.type))
+        return original(self, images)
+
+    monkeypatch.setattr(prior.DenoisingAutoencoder, "forward", recording_forward)
+    monkeypatch.setattr(settings, "default_device", lambda: torch.device("cpu"))
+    patches = data.patch_set(size=32, per_photo_and_scale=1)
+    with pytest.raises(NotImplementedError, match="meta"):  # a meta tensor has no numbers to bring back
+        prior.train_denoiser(patches, steps=2, batch_size=4, progress=False, device="meta")
+    assert seen == [("meta", "meta"), ("meta", "meta")], "training batches go to the model's device"
+    model, _ = prior.train_denoiser(patches, steps=1, batch_size=4, progress=False, device="cpu")
+    assert next(model.parameters()).device.type == "cpu"
+    assert next(prior.load_denoiser().parameters()).device.type == "cpu", "it follows settings.default_device()"

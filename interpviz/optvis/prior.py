@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from interpviz import settings
 from interpviz.checkpoints import load_checkpoint
 from interpviz.data import ImageSet
 from interpviz.optvis.objectives import Objective, StepContext
@@ -87,15 +88,21 @@ def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 def train_denoiser(patches: ImageSet, steps: int = 3000, batch_size: int = 32, noise_sd: float = 0.1,
                    lr: float = 2e-3, seed: int = 0, progress: bool = True,
-                   config: DenoiserConfig = DenoiserConfig()) -> tuple[DenoisingAutoencoder, TrainingReport]:
-    """Train a denoising autoencoder on ``patches`` (every 10th patch is held out for validation)."""
+                   config: DenoiserConfig = DenoiserConfig(),
+                   device: torch.device | str | None = None) -> tuple[DenoisingAutoencoder, TrainingReport]:
+    """Train a denoising autoencoder on ``patches`` (every 10th patch is held out for validation).
+
+    It trains on ``device`` (default: ``settings.default_device()``); noise and batches are drawn on the CPU
+    from ``seed``, so a seed gives the same training data on every device. The model is returned on the CPU.
+    """
+    device = settings.resolve_device(device)
     images = patches.to_tensor()
     held_out = torch.arange(len(images)) % 10 == 0
     train, validation = images[~held_out], images[held_out]
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = DenoisingAutoencoder(config)
+        model = DenoisingAutoencoder(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     started = time.time()
@@ -103,12 +110,12 @@ def train_denoiser(patches: ImageSet, steps: int = 3000, batch_size: int = 32, n
         indices = torch.randint(len(train), (batch_size,), generator=generator)
         clean = _augment(train[indices], generator)
         noisy = clean + noise_sd * torch.randn(clean.shape, generator=generator)
-        loss = F.mse_loss(model(noisy), clean)
+        loss = F.mse_loss(model(noisy.to(device)), clean.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
-    model.eval()
+    model.eval().cpu()
     with torch.no_grad():
         noisy = validation + noise_sd * torch.randn(validation.shape, generator=generator)
         report = TrainingReport(
@@ -126,8 +133,11 @@ def save_denoiser(model: DenoisingAutoencoder, path: str | Path) -> None:
     torch.save({"config": vars(model.config), "state_dict": model.state_dict()}, path)
 
 
-def load_denoiser(path: str | Path | None = None, device: torch.device | str = "cpu") -> DenoisingAutoencoder:
-    """Load a denoiser checkpoint (default: the one shipped in ``data/denoiser.pt``), frozen, in eval mode."""
+def load_denoiser(path: str | Path | None = None, device: torch.device | str | None = None) -> DenoisingAutoencoder:
+    """Load a denoiser checkpoint (default: the one shipped in ``data/denoiser.pt``), frozen, in eval mode.
+
+    ``device`` defaults to ``settings.default_device()``, where the zoo models go too.
+    """
     path = Path(path) if path is not None else SHIPPED_DENOISER
     if not path.is_file():
         raise FileNotFoundError(
@@ -142,7 +152,7 @@ def load_denoiser(path: str | Path | None = None, device: torch.device | str = "
     except (KeyError, TypeError, RuntimeError) as error:
         raise ValueError(f"{str(path)!r} is not a denoiser checkpoint of this version: {error}") from error
     model.requires_grad_(False)
-    return model.eval().to(device)
+    return model.eval().to(settings.resolve_device(device))
 
 
 def denoiser_penalty(denoiser: DenoisingAutoencoder) -> Objective:
