@@ -1,4 +1,6 @@
-"""Command line: ``doctor`` (what works offline), ``render`` and ``grid`` (feature visualizations), ``dissect``, ``book``, ..."""
+"""Command line: ``doctor`` (what works offline), ``render`` and ``grid`` (feature visualizations), ``dissect``,
+``atlas``, ``book``, ... ``dissect`` and ``atlas`` also run under ``torchrun`` (``torchrun --nproc_per_node=N -m
+interpviz ...``): the processes share the work and rank 0 writes the report or the atlas's index."""
 
 from __future__ import annotations
 
@@ -230,24 +232,47 @@ def train_prior_command(arguments: argparse.Namespace) -> int:
 
 
 def dissect_command(arguments: argparse.Namespace) -> int:
-    """Dissect layers of a zoo model on the synthetic concept set or a Broden folder, and write the report."""
-    from interpviz import models
+    """Dissect layers of a zoo model on the synthetic concept set or a Broden folder, and write the report.
+
+    Under torchrun the processes share the images and rank 0 writes the report.
+    """
+    from interpviz import distributed, models
     from interpviz.broden import BrodenDataset
     from interpviz.concepts import synthetic_dataset
     from interpviz.dissect import DissectionSettings, dissect
     from interpviz.dissect_report import write_report
 
-    model = models.load(arguments.model, pretrained=not arguments.random_weights)
-    dataset = synthetic_dataset() if arguments.dataset == "synthetic" else BrodenDataset(arguments.dataset)
     settings = DissectionSettings(quantile=arguments.quantile, iou_threshold=arguments.iou_threshold,
                                   exact=arguments.exact, direction="negative" if arguments.negative else "positive",
                                   batch_size=arguments.batch_size, feature_file=arguments.feature_file)
-    results = dissect(model, dataset, arguments.layers, settings, limit=arguments.limit)
-    index = write_report(model, dataset, results, arguments.out)
-    for layer, result in results.items():
-        print(f"{layer}: {len(result.detectors())} detectors of {result.units} units, "
-              f"{result.unique_detectors()} unique concepts; {result.detectors_by_category()}")
-    print(f"report: {index}")
+    with distributed.process_group(arguments.timeout):
+        with distributed.rank_zero_first():
+            model = models.load(arguments.model, pretrained=not arguments.random_weights, device=distributed.device())
+            dataset = synthetic_dataset() if arguments.dataset == "synthetic" else BrodenDataset(arguments.dataset)
+        results = dissect(model, dataset, arguments.layers, settings, limit=arguments.limit,
+                          progress=distributed.is_main())
+        if distributed.is_main():
+            index = write_report(model, dataset, results, arguments.out)
+            for layer, result in results.items():
+                print(f"{layer}: {len(result.detectors())} detectors of {result.units} units, "
+                      f"{result.unique_detectors()} unique concepts; {result.detectors_by_category()}")
+            print(f"report: {index}" + (f" ({distributed.world_size()} processes)" if distributed.is_active() else ""))
+    return 0
+
+
+def atlas_command(arguments: argparse.Namespace) -> int:
+    """Render every channel of some layers into a browsable HTML atlas; under torchrun the ranks share the channels."""
+    from interpviz import distributed, models
+    from interpviz.atlas import AtlasSettings, write_atlas
+
+    settings = AtlasSettings(size=arguments.size, steps=arguments.steps, seed=arguments.seed,
+                             batch=arguments.batch, examples=arguments.examples)
+    with distributed.process_group(arguments.timeout):
+        with distributed.rank_zero_first():
+            model = models.load(arguments.model, pretrained=not arguments.random_weights, device=distributed.device())
+        index = write_atlas(model, arguments.layers, arguments.out, settings, progress=distributed.is_main())
+        if distributed.is_main():
+            print(f"atlas of {model.name}: open {index}")
     return 0
 
 
@@ -292,6 +317,12 @@ def train_text_command(arguments: argparse.Namespace) -> int:
     print(f"{state.step} steps in {state.seconds / 60:.1f} min; validation {bits:.3f} bits/char on "
           f"{len(validation):,} characters; wrote {arguments.output}")
     return 0
+
+
+def _add_timeout_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--timeout", type=positive_float, default=1800.0,
+                        help="under torchrun: seconds a process waits for the others at each collective operation "
+                             "before the job stops (default 1800)")
 
 
 def _add_render_options(parser: argparse.ArgumentParser) -> None:
@@ -346,6 +377,23 @@ def build_parser() -> ArgumentParser:
     dissect_parser.add_argument("--feature-file", choices=["auto", "always", "never"], default="auto",
                                 help="keep layer outputs in a file under TMPDIR so the model runs once "
                                      "(default: when they take under 4 GiB and half the free disk)")
+    _add_timeout_option(dissect_parser)
+    atlas_parser = commands.add_parser("atlas", help="every channel of some layers, rendered into an HTML atlas")
+    atlas_parser.add_argument("model", help="zoo model, e.g. efficientnet_lite0")
+    atlas_parser.add_argument("--layers", type=parse_layers, default=None,
+                              help="e.g. blocks.4,head (default: the model's privileged unit layers)")
+    atlas_parser.add_argument("--out", type=output_folder, required=True,
+                              help="folder of the atlas: new, or an unfinished atlas to resume (finished channels "
+                                   "are skipped)")
+    atlas_parser.add_argument("--size", type=positive_int, default=128, help="image size in pixels (default 128)")
+    atlas_parser.add_argument("--steps", type=positive_int, default=256, help="optimization steps (default 256)")
+    atlas_parser.add_argument("--seed", type=seed_number, default=0, help="random seed (default 0)")
+    atlas_parser.add_argument("--batch", type=positive_int, default=16,
+                              help="channels rendered together in one batch (default 16)")
+    atlas_parser.add_argument("--examples", type=positive_int, default=8,
+                              help="dataset examples per channel (default 8)")
+    atlas_parser.add_argument("--random-weights", action="store_true", help="the random-weights baseline")
+    _add_timeout_option(atlas_parser)
     fetch_parser = commands.add_parser("fetch-broden", help="download the real Broden dataset (needs internet)")
     fetch_parser.add_argument("destination", type=output_folder)
     fetch_parser.add_argument("--resolution", type=int, default=224, choices=[224, 227, 384])
@@ -373,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         "grid": lambda: grid_command(arguments),
         "train-prior": lambda: train_prior_command(arguments),
         "dissect": lambda: dissect_command(arguments),
+        "atlas": lambda: atlas_command(arguments),
         "train-text": lambda: train_text_command(arguments),
         "fetch-broden": lambda: fetch_broden_command(arguments),
     }

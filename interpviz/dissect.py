@@ -39,6 +39,13 @@ whose map stays below T_k has an empty mask and is skipped; at the top 0.5% most
 batches and the upsampled unit chunks are sized so that no tensor crosses ``interpviz.speed.LARGE_BLOCK_BYTES``
 (above it every allocation is page-faulted afresh, which made the work 2-4x slower).
 
+**Several processes** (``torchrun``, or any initialized ``torch.distributed`` process group): the batches are
+shared out (rank r of N takes batches r, r + N, ...) and merged with collective operations
+(``interpviz.distributed``), so that every process ends with what one process would compute on all images:
+exact mode merges each unit's top values; histogram mode agrees on the range of every batch before counting
+it (every process widens its histograms alike) and sums the counts; pass 2 sums intersections, unit and
+concept areas and merges the top images. ``ties="top_q"`` follows dataset order and needs one process.
+
 A unit is a detector of its best concept when that IoU exceeds 0.04. ``direction="negative"`` dissects the
 bottom quantile instead (the unit's most negative activations).
 """
@@ -54,13 +61,14 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from interpviz import distributed
 from interpviz.broden import BrodenDataset, Label
 from interpviz.hooks import forward_to, layer_path
 from interpviz.images import to_tensor
@@ -116,7 +124,7 @@ class ExactTopValues:
     """Exact streaming quantile from the top: keeps the m largest values per unit."""
 
     def __init__(self, units: int, keep: int):
-        self.keep = keep
+        self.keep, self.units = keep, units
         self.values = torch.full((units, 0), float("-inf"))
 
     def add(self, values: torch.Tensor) -> None:
@@ -124,14 +132,19 @@ class ExactTopValues:
         self.values = merged.topk(min(self.keep, merged.shape[1]), dim=1).values
 
     def thresholds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self.values = distributed.merge_top_values(self.values, self.keep)
         return self.values[:, -1].clone(), torch.zeros(self.values.shape[0])
 
 
 class HistogramTopValues:
-    """Approximate streaming quantile: per-unit histograms whose range doubles when values fall outside."""
+    """Approximate streaming quantile: per-unit histograms whose range doubles when values fall outside.
+
+    Under torchrun every process adds a batch at the same time (an empty one when it has run out) and all take
+    the range of every process's batch, so that all histograms keep the same bin edges and add up.
+    """
 
     def __init__(self, units: int, keep: int, bins: int = HISTOGRAM_BINS):
-        self.keep, self.bins = keep, bins
+        self.keep, self.bins, self.units = keep, bins, units
         self.counts = torch.zeros(units, bins, dtype=torch.float64)
         self.low = torch.zeros(units, dtype=torch.float64)
         self.width = torch.zeros(units, dtype=torch.float64)
@@ -150,7 +163,12 @@ class HistogramTopValues:
 
     def add(self, values: torch.Tensor) -> None:
         values = values.double()
-        low, high = values.min(dim=1).values, values.max(dim=1).values
+        if values.shape[1]:
+            low, high = values.min(dim=1).values, values.max(dim=1).values
+        else:
+            low = torch.full((self.units,), math.inf, dtype=torch.float64)
+            high = torch.full((self.units,), -math.inf, dtype=torch.float64)
+        low, high = distributed.agree_range(low, high)
         if not self.started:
             self.low = low.clone()
             self.width = ((high - low) / self.bins * 1.0001).clamp_min(1e-12)
@@ -166,6 +184,7 @@ class HistogramTopValues:
         self.counts.view(-1).index_add_(0, (index + offsets).reshape(-1), torch.ones(index.numel(), dtype=torch.float64))
 
     def thresholds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self.counts = distributed.all_reduce(self.counts)
         from_top = self.counts.flip(1).cumsum(dim=1)
         bin_from_top = (from_top < self.keep).sum(dim=1).clamp(max=self.bins - 1)
         rows = torch.arange(self.counts.shape[0])
@@ -359,10 +378,14 @@ class LayerDissection:
         return path
 
 
-def _batches(dataset: BrodenDataset, batch_size: int, limit: int | None) -> Iterator[list[int]]:
+def _batches(dataset: BrodenDataset, batch_size: int, limit: int | None, padded: bool = False) -> list[list[int]]:
+    """This process's batches of image numbers: all of them alone, batches r, r + N, ... for rank r of N.
+
+    ``padded`` adds an empty batch at the end where this process has one batch fewer than rank 0.
+    """
     count = len(dataset) if limit is None else min(limit, len(dataset))
-    for start in range(0, count, batch_size):
-        yield list(range(start, min(start + batch_size, count)))
+    batches = [list(range(start, min(start + batch_size, count))) for start in range(0, count, batch_size)]
+    return distributed.shard(batches, padding=[] if padded else None)
 
 
 class FeatureFile:
@@ -434,6 +457,13 @@ class MinimumCounter:
         self.highest = torch.maximum(self.highest, flat.max(dim=1).values)
         self.seen += flat.shape[1]
 
+    def merge_processes(self) -> None:
+        """Combine the counts of every process of a torchrun job (nothing changes in a single process)."""
+        lowest = distributed.all_reduce(self.lowest, "min")
+        self.at_lowest = distributed.all_reduce(torch.where(self.lowest == lowest, self.at_lowest, 0))
+        self.lowest, self.highest = lowest, distributed.all_reduce(self.highest, "max")
+        self.seen = int(distributed.all_reduce(torch.tensor(self.seen)))
+
 
 def unit_thresholds(tracker: "ExactTopValues | HistogramTopValues", extremes: MinimumCounter,
                     ties: str) -> UnitThresholds:
@@ -471,8 +501,12 @@ def _threshold_pass(model: LoadedModel, dataset: BrodenDataset, names: list[str]
                     progress: bool) -> tuple[dict[str, UnitThresholds], dict[str, FeatureFile]]:
     """Pass 1: each unit's threshold, error bound and mask rule; the layer outputs go to files when they fit."""
     trackers, extremes, stored = {}, {}, {}
-    for batch_number, indices in enumerate(tqdm(list(_batches(dataset, settings.batch_size, limit)),
+    for batch_number, indices in enumerate(tqdm(_batches(dataset, settings.batch_size, limit, padded=True),
                                                  desc="dissect 1/2: thresholds", disable=not progress)):
+        if not indices:
+            for tracker in trackers.values():
+                tracker.add(torch.empty(tracker.units, 0))
+            continue
         activations = forward_to(model, image_batch(model, dataset, indices), names, detach=True)
         if batch_number == 0:
             image_bytes = sum(4 * activations[name][0].numel() for name in names)
@@ -494,6 +528,8 @@ def _threshold_pass(model: LoadedModel, dataset: BrodenDataset, names: list[str]
             extremes[name].add(flat)
     for feature_file in stored.values():
         feature_file.handle.seek(0)
+    for counter in extremes.values():
+        counter.merge_processes()
     thresholds = {name: unit_thresholds(tracker, extremes[name], settings.ties) for name, tracker in trackers.items()}
     return thresholds, stored
 
@@ -518,7 +554,7 @@ def _iou_pass(model: LoadedModel, dataset: BrodenDataset, names: list[str], sett
         )
     tie_budgets = {name: rule.tie_budget.clone() for name, rule in thresholds.items() if rule.tie_budget is not None}
     concept_area = torch.zeros(labels_count, dtype=torch.float64)
-    for indices in tqdm(list(_batches(dataset, settings.batch_size, limit)), desc="dissect 2/2: IoU",
+    for indices in tqdm(_batches(dataset, settings.batch_size, limit), desc="dissect 2/2: IoU",
                         disable=not progress):
         if stored:
             activations = {name: stored[name].read().to(model.device) for name in names}
@@ -566,7 +602,34 @@ def _iou_pass(model: LoadedModel, dataset: BrodenDataset, names: list[str], sett
                     else:
                         counted = area * ((masks @ category_pixels[row].T) > 0)
                     total["unit_area"][units] += counted.double().cpu()
-    return totals, concept_area
+    return _merge_processes(totals, concept_area, settings.top_images)
+
+
+def _merge_processes(totals: dict[str, dict], concept_area: torch.Tensor,
+                     top_images: int) -> tuple[dict[str, dict], torch.Tensor]:
+    """Pass 2's counts summed over every process of a torchrun job, and the top images of all (alone: unchanged)."""
+    for total in totals.values():
+        for key in ("intersection", "unit_area", "selected"):
+            total[key] = distributed.all_reduce(total[key])
+        total["positions"] = int(distributed.all_reduce(torch.tensor(total["positions"])))
+        total["top_values"], total["top_images"] = distributed.merge_top_images(total["top_values"],
+                                                                               total["top_images"], top_images)
+    return totals, distributed.all_reduce(concept_area)
+
+
+def _check_processes(settings: DissectionSettings, count: int) -> None:
+    """Under torchrun: every process must have a batch of images, and ties="top_q" needs one process."""
+    if settings.ties == "top_q":
+        raise ValueError("ties='top_q' keeps tied positions in dataset order, which one process must see whole; "
+                         "run it without torchrun")
+    batch_sizes = distributed.all_gather(torch.tensor([settings.batch_size]))
+    if any(int(size) != settings.batch_size for size in batch_sizes):
+        raise ValueError(f"the processes chose different batch sizes ({[int(size) for size in batch_sizes]}); "
+                         "give one with batch_size (--batch-size)")
+    batches = math.ceil(count / settings.batch_size)
+    if batches < distributed.world_size():
+        raise ValueError(f"{count} images make {batches} batches of {settings.batch_size}, fewer than the "
+                         f"{distributed.world_size()} processes: use fewer processes or a smaller batch size")
 
 
 @torch.no_grad()
@@ -594,6 +657,8 @@ def dissect(model: LoadedModel, dataset: BrodenDataset, layers: str | Sequence[s
         raise ValueError("the dataset has no images")
     if settings.batch_size is None:
         settings = dataclasses.replace(settings, batch_size=inference_batch_size(model, dataset.rows[0].image_size))
+    if distributed.is_active():
+        _check_processes(settings, count)
     model = dataclasses.replace(model, module=fast_copy(model.module, keep=[layer_path(model, n) for n in names]))
     sign = settings.sign
 
