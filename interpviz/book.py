@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import re
 import sys
 import threading
 import time
@@ -39,6 +40,41 @@ def notebook_title(path: Path) -> str:
                 if line.startswith("#"):
                     return line.lstrip("#").strip()
     return path.stem
+
+
+def learning_goals(path: Path) -> list[str]:
+    """The bullet points of a notebook's "## Learning goals" cell, without the bullets; [] when it has none."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown" and cell.source.lstrip().startswith("## Learning goals"):
+            return [line.strip()[2:].strip() for line in cell.source.splitlines() if line.strip().startswith(("- ", "* "))]
+    return []
+
+
+def _inline_code(text: str) -> str:
+    """Markdown's `code` spans as HTML <code> elements."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+
+
+def index_page(entries: list[tuple[str, str, float, list[str]]]) -> str:
+    """The book's index.html: per chapter its page, title, run time and learning goals (to hand out to a class)."""
+    items = []
+    for name, title, seconds, goals in entries:
+        goal_list = "".join(f"<li>{_inline_code(html.escape(goal))}</li>" for goal in goals)
+        items.append(
+            f'<li><a href="{html.escape(name)}">{html.escape(title)}</a> <small>(ran in {seconds:.0f} s)</small>'
+            + (f"<p>After this chapter you can:</p><ul>{goal_list}</ul>" if goals else "") + "</li>"
+        )
+    body = "\n".join(items)
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>interpviz course</title></head>"
+        "<body><h1>interpviz: interpreting learned features</h1>"
+        "<p>Each chapter lists its learning goals; the exercises and their (collapsed) solutions are in the pages. "
+        "Instructors: docs/teaching.md in the repository has lesson plans and a definitions sheet.</p>"
+        f"<ol>\n{body}\n</ol></body></html>\n"
+    )
 
 
 def kernel_cpu_seconds(kernel: "psutil.Process") -> float:
@@ -105,7 +141,7 @@ def execute_notebook(path: Path, timeout: int, stall_seconds: float) -> "nbforma
 
 
 def build_book(notebooks: Path, out: Path, timeout: int = 1800, stall_seconds: float = STALL_SECONDS) -> int:
-    """Execute every ``NN_*.ipynb`` headless, write one HTML page each and an index.html linking them."""
+    """Execute every ``NN_*.ipynb`` headless, write one HTML page each and an index.html linking them with their goals."""
     try:
         from nbconvert import HTMLExporter
     except ImportError:
@@ -134,15 +170,7 @@ def build_book(notebooks: Path, out: Path, timeout: int = 1800, stall_seconds: f
         page.write_text(body, encoding="utf-8")
         seconds = time.time() - started
         print(f"  wrote {page} in {seconds:.0f} s")
-        entries.append((page.name, notebook_title(path), seconds))
-    items = "\n".join(
-        f'<li><a href="{html.escape(name)}">{html.escape(title)}</a> <small>(ran in {seconds:.0f} s)</small></li>'
-        for name, title, seconds in entries
-    )
-    (out / "index.html").write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>interpviz course</title></head>"
-        f"<body><h1>interpviz: interpreting learned features</h1><ol>\n{items}\n</ol></body></html>\n",
-        encoding="utf-8",
-    )
+        entries.append((page.name, notebook_title(path), seconds, learning_goals(path)))
+    (out / "index.html").write_text(index_page(entries), encoding="utf-8")
     print(f"book index: {out / 'index.html'}")
     return 0
