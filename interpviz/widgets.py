@@ -43,6 +43,11 @@ from interpviz.plotting import dataset_examples_figure, image_grid
 SHOWN_PX = 256
 FIGURE_DPI = 100
 ERROR_COLOUR = "#c62828"
+
+
+def top_aligned() -> widgets.Layout:
+    """A row layout that keeps each child at its own height (a Box stretches children to the row's height)."""
+    return widgets.Layout(align_items="flex-start")
 CONTROL_LAYOUT = {"width": "380px"}
 CONTROL_STYLE = {"description_width": "110px"}
 
@@ -415,7 +420,8 @@ class RenderExplorer(Explorer):
             self.react(control, self.redraw)
         controls = widgets.VBox([self.layer, self.channel, self.kind, self.steps, self.transforms, self.frequency])
         self.widget = widgets.VBox([self.error, widgets.HBox([controls, widgets.VBox([self.image, self.live.progress,
-                                                                                      self.status])])])
+                                                                                      self.status])],
+                                                                        layout=top_aligned())])
 
     def _on_layer(self) -> None:
         with self.quietly():
@@ -508,8 +514,9 @@ class RegularizationExplorer(Explorer):
         controls += [widgets.HBox([self.switches[name], self.strengths[name]]) for name in self.PENALTIES]
         controls += [self.fourier, self.decorrelate, self.latent]
         pictures = widgets.HBox([widgets.VBox([self.baseline_image, self.baseline_label]),
-                                 widgets.VBox([self.current_image, self.live.progress, self.current_label])])
-        self.widget = widgets.VBox([self.error, widgets.HBox([widgets.VBox(controls), pictures])])
+                                 widgets.VBox([self.current_image, self.live.progress, self.current_label])],
+                                layout=top_aligned())
+        self.widget = widgets.VBox([self.error, widgets.HBox([widgets.VBox(controls), pictures], layout=top_aligned())])
 
     def _on_layer(self) -> None:
         with self.quietly():
@@ -589,7 +596,8 @@ class DiversityExplorer(Explorer):
         for control in (self.channel, self.diversity, self.transforms, self.frequency):
             self.react(control, self.redraw)
         controls = widgets.VBox([self.layer, self.channel, self.diversity, self.transforms, self.frequency])
-        self.widget = widgets.VBox([self.error, widgets.HBox([controls, widgets.VBox([self.image, self.live.progress])]),
+        self.widget = widgets.VBox([self.error, widgets.HBox([controls, widgets.VBox([self.image, self.live.progress])],
+                                                             layout=top_aligned()),
                                     self.status, self.grid])
 
     def _on_layer(self) -> None:
@@ -754,7 +762,9 @@ class UnitView:
         shown = [self.label, self.top_images]
         if render_steps:
             shown.append(widgets.VBox([self.visualization, self.live.progress]))
-        self.widget = widgets.HBox(shown)
+        # flex-start: a Box stretches its children to the row's height by default, which drew the top-images strip
+        # (128 px high) 288 px high beside the visualization and its progress bar
+        self.widget = widgets.HBox(shown, layout=top_aligned())
 
     def draw(self, model: LoadedModel, dataset: BrodenDataset, result: LayerDissection, unit: int,
              label_html: str, key: tuple) -> None:
@@ -953,7 +963,7 @@ class RotationExplorer(Explorer):
         for control in (self.amount, self.unit):
             self.react(control, self.redraw)
         self.widget = widgets.VBox([widgets.HBox([self.amount, self.unit]), self.error, self.summary,
-                                    widgets.HBox([self.curve, self.top_images])])
+                                    widgets.HBox([self.curve, self.top_images], layout=top_aligned())])
 
     def redraw(self) -> None:
         """Mark the amount on the curve; show the chosen units' labels and top images in the rotated basis."""

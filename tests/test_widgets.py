@@ -370,6 +370,15 @@ def test_experiment_explorer_every_control(concept_images):
     change_each_control(explorer, [explorer.unit, explorer.layer, explorer.iou_threshold, explorer.experiment])
 
 
+def test_unit_view_keeps_the_top_images_at_their_own_height():
+    """Bug (browser check, chapter 07): the HBox stretched the top-images strip to the visualization's height."""
+    from interpviz.widgets import LiveRender, UnitView
+
+    view = UnitView(LiveRender(lambda error: None), images_per_unit=2, render_steps=4, size=32)
+    assert view.widget.layout.align_items == "flex-start"
+    assert view.top_images.layout.height is None
+
+
 def test_a_chart_of_zeros_says_so():
     from interpviz.experiments import counts_figure
     from interpviz.widgets import say_when_all_zero

@@ -189,7 +189,7 @@ def _conv_relu_aliases(module: nn.Module, names: Sequence[str]) -> dict[str, str
 
 def _efficientnet_unit_layers(module: nn.Module) -> list[str]:
     """The stem, each block's expansion and depthwise ReLU6 outputs, and the head; not the linear bottlenecks."""
-    names = ["stem"]
+    names = ["stem.act"]
     for index, block in enumerate(module.blocks):
         if isinstance(block.expand, nn.Sequential):
             names.append(f"blocks.{index}.expand.act")
