@@ -407,21 +407,33 @@ def search_cells(states: dict[str, torch.Tensor], features: dict[str, np.ndarray
     return report
 
 
+TEXT_COLOUR_REACH = 0.28
+"""How far from white the text background goes at the largest activation (0.5 would be the colour map's
+darkest end, where black characters become unreadable)."""
+
+
 def colour_text_html(text: str, activation: np.ndarray | torch.Tensor, title: str = "") -> str:
-    """Text as HTML spans coloured by activation (blue negative, white zero, red positive), with a legend."""
+    """Text as HTML spans coloured by activation (blue negative, white zero, red positive), with a legend.
+
+    The diverging map is centred on zero and its saturation is bounded, so every character stays readable.
+    """
     import matplotlib
 
     values = np.asarray(activation, dtype=np.float64)
     scale = max(float(np.abs(values).max()), 1e-8)
-    colours = matplotlib.colormaps["RdBu_r"]((values / scale + 1) / 2)
+    colour_map = matplotlib.colormaps["RdBu_r"]
+
+    def rgb(position: np.ndarray | float) -> np.ndarray:
+        return (255 * np.asarray(colour_map(0.5 + TEXT_COLOUR_REACH * np.asarray(position)))[..., :3]).astype(int)
+
     spans = []
-    for char, colour in zip(text, colours):
+    for char, (red, green, blue) in zip(text, rgb(values / scale)):
         shown = {"<": "&lt;", ">": "&gt;", "&": "&amp;", " ": "&nbsp;", "\n": "&#8629;<br>"}.get(char, char)
-        red, green, blue = (int(255 * part) for part in colour[:3])
         spans.append(f'<span style="background:rgb({red},{green},{blue})">{shown}</span>')
-    legend = (f'<div style="font-size:80%">{title} <span style="background:rgb(33,102,172);color:white">&nbsp;'
+    low, high = (",".join(str(part) for part in rgb(end)) for end in (-1.0, 1.0))
+    legend = (f'<div style="font-size:80%">{title} <span style="background:rgb({low})">&nbsp;'
               f'{-scale:.2f}&nbsp;</span><span style="background:white">&nbsp;0&nbsp;</span>'
-              f'<span style="background:rgb(178,24,43);color:white">&nbsp;{scale:.2f}&nbsp;</span></div>')
+              f'<span style="background:rgb({high})">&nbsp;{scale:.2f}&nbsp;</span></div>')
     return f'{legend}<div style="font-family:monospace;line-height:1.3">{"".join(spans)}</div>'
 
 

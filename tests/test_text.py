@@ -162,3 +162,15 @@ def test_html_and_snippets():
     assert "&lt;" in page and "rgb(" in page and "cell 3" in page and "&#8629;<br>" in page
     snippets = text.top_snippets("abcdefghij" * 10, np.arange(100.0), count=2, context=5)
     assert [position for position, _ in snippets] == [99, 93]
+
+
+def test_coloured_text_stays_readable_and_is_centred_on_zero():
+    import re
+
+    page = text.colour_text_html("abcde", np.array([-4.0, -1.0, 0.0, 1.0, 4.0]))
+    body = page.split('font-family:monospace')[1]
+    colours = [tuple(int(part) for part in match) for match in re.findall(r"rgb\((\d+),(\d+),(\d+)\)", body)]
+    luminance = [0.2126 * r + 0.7152 * g + 0.0722 * b for r, g, b in colours]
+    assert min(luminance) > 100, "black characters must stay readable on the strongest colour"
+    assert colours[2][0] > 240 and colours[2][1] > 240 and colours[2][2] > 240, "zero is (nearly) white"
+    assert colours[4][0] > colours[4][2] and colours[0][2] > colours[0][0], "positive red, negative blue"
