@@ -14,6 +14,12 @@ from interpviz import widgets as interp_widgets
 from interpviz.widgets import FeatureExplorer
 
 
+@pytest.fixture(autouse=True)
+def no_figures_from_earlier_tests():
+    """Start every test with no pyplot figure open: tests here check that explorers leave none open."""
+    plt.close("all")
+
+
 def widget_tree(widget):
     """Every widget inside ``widget`` (itself included)."""
     yield widget
