@@ -147,8 +147,9 @@ def check_called_once(model, names: Sequence[str], example: torch.Tensor) -> Non
 
     The call counts come from one dry forward pass of one image like ``example``, remembered per module.
     """
-    module, _ = _unwrap(model)
-    paths = {name: layer_path(model, name) for name in names}
+    module, aliases = _unwrap(model)
+    valid_names = list(_module_table(module))
+    paths = {name: resolve_layer_name(name, valid_names, aliases) for name in names}
     run = _dry_runs.get(module) or _dry_run(module, example[:1].detach())
     for name, path in paths.items():
         if run.calls.get(path, 0) > 1:
