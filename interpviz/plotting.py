@@ -9,6 +9,20 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.textpath import TextPath
+
+
+GAP_INCHES = 0.12  # around and between images
+TITLE_LINE_INCHES = 0.13  # one line of a 7 pt title
+SUPTITLE_INCHES = 0.35
+TITLE_POINTS = 7
+SUPTITLE_POINTS = 12
+
+
+def text_inches(text: str, points: float) -> float:
+    """How wide the widest line of ``text`` is drawn at ``points`` in matplotlib's default font, in inches."""
+    return max((TextPath((0, 0), line, size=points).get_extents().width / 72 for line in text.split("\n") if line),
+               default=0.0)
 
 
 def _as_display_array(image) -> np.ndarray:
@@ -29,22 +43,37 @@ def image_grid(
     cmap: str | None = None,
     suptitle: str | None = None,
 ) -> Figure:
-    """Show images (uint8 HxWx3 arrays, PIL images, or (3, H, W) tensors in [0, 1]) in a grid, axes off."""
+    """Show images (uint8 HxWx3 arrays, PIL images, or (3, H, W) tensors in [0, 1]) in a grid, axes off.
+
+    Every image is drawn exactly ``cell_inches`` wide, centred in a column as wide as its widest title; the
+    figure grows by the room that titles and gaps take.
+    """
     count = len(images)
     if count == 0:
         raise ValueError("nothing to show: the list of images is empty")
     columns = min(columns, count)
     rows = math.ceil(count / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * cell_inches, rows * cell_inches), squeeze=False)
-    for index, axis in enumerate(axes.flat):
+    titles = [str(title) for title in titles] if titles is not None else None
+    title_inches = TITLE_LINE_INCHES * max(title.count("\n") + 1 for title in titles) + 0.1 if titles else 0.0
+    column_inches = max([cell_inches, *(text_inches(title, TITLE_POINTS) for title in titles or [])])
+    top_inches = SUPTITLE_INCHES if suptitle else 0.0
+    grid_width = columns * (column_inches + GAP_INCHES) + GAP_INCHES
+    width = max(grid_width, text_inches(suptitle or "", SUPTITLE_POINTS) + 2 * GAP_INCHES)
+    height = top_inches + rows * (title_inches + cell_inches + GAP_INCHES) + GAP_INCHES
+    figure = plt.figure(figsize=(width, height))
+    for index, image in enumerate(images):
+        row, column = divmod(index, columns)
+        left = ((width - grid_width) / 2 + GAP_INCHES + column * (column_inches + GAP_INCHES)
+                + (column_inches - cell_inches) / 2)
+        bottom = height - (top_inches + GAP_INCHES + row * (title_inches + cell_inches + GAP_INCHES) + title_inches
+                           + cell_inches)
+        axis = figure.add_axes((left / width, bottom / height, cell_inches / width, cell_inches / height))
         axis.axis("off")
-        if index < count:
-            axis.imshow(_as_display_array(images[index]), cmap=cmap)
-            if titles is not None:
-                axis.set_title(titles[index], fontsize=7)
+        axis.imshow(_as_display_array(image), cmap=cmap)
+        if titles is not None:
+            axis.set_title(titles[index], fontsize=TITLE_POINTS)
     if suptitle:
-        figure.suptitle(suptitle)
-    figure.tight_layout()
+        figure.suptitle(suptitle, y=1 - 0.05 / height, va="top", fontsize=SUPTITLE_POINTS)
     return figure
 
 

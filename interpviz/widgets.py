@@ -4,6 +4,7 @@ Rules every explorer follows (a browser taught us each one):
 - figures are drawn to PNG bytes and closed before anything is shown, then shown through ``widgets.Image``;
   no open pyplot figure ever exists for the inline backend to flush into the wrong output;
 - images are shown at a fixed pixel width (``SHOWN_PX``), captions have a fixed width and wrap;
+- no picture is wider than ``MAX_SHOWN_PX`` and rows wrap (``row``), so a narrow JupyterLab window cuts nothing off;
 - an error in a control's callback shows as a red line in the explorer itself (``explorer.error``);
 - a render shows a progress bar and its image every few steps, and a newer setting stops it (``LiveRender``).
 """
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from IPython.display import display
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from interpviz.activations import ChannelMaxima, channel_maxima, feature_maps
@@ -41,18 +43,24 @@ from interpviz.optvis.transforms import Jitter, Pad, RandomRotate, RandomScale, 
 from interpviz.plotting import dataset_examples_figure, image_grid
 
 SHOWN_PX = 256
+MAX_SHOWN_PX = 720  # the widest picture an explorer shows: it fits a narrow JupyterLab window without being cut off
+EXAMPLE_COLUMNS = 4  # top dataset examples per row: 4 fit MAX_SHOWN_PX (8 in one row were drawn 1280 px wide)
 FIGURE_DPI = 100
 ERROR_COLOUR = "#c62828"
-
-
-def top_aligned() -> widgets.Layout:
-    """A row layout that keeps each child at its own height (a Box stretches children to the row's height)."""
-    return widgets.Layout(align_items="flex-start")
 CONTROL_LAYOUT = {"width": "380px"}
 CONTROL_STYLE = {"description_width": "110px"}
 
 
 # ---- showing pictures -------------------------------------------------------------------------------------------
+
+def row(children: Sequence[widgets.Widget]) -> widgets.HBox:
+    """A row that keeps each child at its own size and wraps onto a new line in a narrow window.
+
+    A plain HBox stretches its children to the row's height and lets a row too wide for the window run off its
+    right edge, where the browser cuts it off.
+    """
+    return widgets.HBox(list(children), layout=widgets.Layout(align_items="flex-start", flex_flow="row wrap"))
+
 
 def png_bytes(image: Image.Image, shown_px: int = SHOWN_PX) -> bytes:
     """PNG of a PIL image enlarged (nearest neighbour) to ``shown_px`` wide: the size it is shown at."""
@@ -79,9 +87,18 @@ def picture(width_px: int = SHOWN_PX) -> widgets.Image:
 
 def show_figure(image: widgets.Image, figure: Figure, dpi: int = FIGURE_DPI) -> None:
     """Show ``figure`` in ``image`` at the pixel width it was drawn at (so its text stays readable)."""
-    width = round(figure.get_figwidth() * dpi)
-    image.value = figure_png(figure, dpi)
+    png = figure_png(figure, dpi)
+    width = Image.open(io.BytesIO(png)).width
+    image.value = png
     image.layout.width = image.layout.min_width = f"{width}px"
+
+
+def narrowed(figure: Figure, width_px: int = MAX_SHOWN_PX, dpi: int = FIGURE_DPI) -> Figure:
+    """``figure`` made at most ``width_px`` wide and laid out again, so that a narrow window shows all of it."""
+    if figure.get_figwidth() * dpi > width_px:
+        figure.set_figwidth(width_px / dpi)
+        figure.tight_layout()
+    return figure
 
 
 def caption_html(text: str, width_px: int = SHOWN_PX) -> str:
@@ -101,6 +118,14 @@ def say_when_all_zero(figure: Figure, message: str) -> Figure:
         axis.set_ylim(0, 1)
         axis.text(0.5, 0.5, message, transform=axis.transAxes, ha="center", va="center", color="dimgray")
     return figure
+
+
+def activation_html(activation: float) -> str:
+    """The activation a render reached, in bold, with why its image stays grey when that is exactly 0."""
+    if activation == 0:
+        return ("<b>activation 0.00</b>: the unit is 0 on the starting image, and a unit at 0 behind a ReLU gets no "
+                "gradient, so the image cannot move; try another channel")
+    return f"<b>activation {activation:.2f}</b>"
 
 
 def error_html(error: Exception) -> str:
@@ -128,8 +153,10 @@ def int_slider(description: str, maximum: int, value: int = 0, minimum: int = 0,
 
 def choice_slider(description: str, options: Sequence[tuple[str, float]], value: float) -> widgets.SelectionSlider:
     """A slider over a few round values (label, value): titles and caches never see 50.1187."""
-    return widgets.SelectionSlider(options=list(options), value=value, description=description,
-                                   continuous_update=False, layout=CONTROL_LAYOUT, style=CONTROL_STYLE)
+    control = widgets.SelectionSlider(options=list(options), value=value, description=description,
+                                      continuous_update=False, layout=CONTROL_LAYOUT, style=CONTROL_STYLE)
+    control.label = list(options)[control.index][0]  # ipywidgets leaves label "" when it starts on the first option
+    return control
 
 
 def fit_slider(slider: widgets.IntSlider, count: int) -> None:
@@ -330,7 +357,7 @@ class FeatureExplorer(Explorer):
         self.maps_image, self.examples_image = picture(), picture()
         self.react(self.layer, self._on_layer)
         self.react(self.channel, self.redraw)
-        self.widget = widgets.VBox([widgets.HBox([self.layer, self.channel]), self.error, self.info,
+        self.widget = widgets.VBox([row([self.layer, self.channel]), self.error, self.info,
                                     self.maps_image, self.examples_image])
 
     def maxima(self, layer: str) -> ChannelMaxima:
@@ -364,7 +391,8 @@ class FeatureExplorer(Explorer):
         for axis in axes:
             axis.axis("off")
         show_figure(self.maps_image, figure)
-        show_figure(self.examples_image, dataset_examples_figure(self.patches, self.maxima(layer), channel, k=self.top_k))
+        show_figure(self.examples_image, dataset_examples_figure(self.patches, self.maxima(layer), channel,
+                                                                 k=self.top_k, columns=EXAMPLE_COLUMNS))
         self.info.value = (f"<b>{layer}</b>: {maps.shape[0]} channels at "
                            f"{'x'.join(map(str, maps.shape[1:])) or '1'} resolution")
 
@@ -419,9 +447,8 @@ class RenderExplorer(Explorer):
         for control in (self.channel, self.kind, self.steps, self.transforms, self.frequency):
             self.react(control, self.redraw)
         controls = widgets.VBox([self.layer, self.channel, self.kind, self.steps, self.transforms, self.frequency])
-        self.widget = widgets.VBox([self.error, widgets.HBox([controls, widgets.VBox([self.image, self.live.progress,
-                                                                                      self.status])],
-                                                                        layout=top_aligned())])
+        self.widget = widgets.VBox([self.error, row([controls, widgets.VBox([self.image, self.live.progress,
+                                                                             self.status])])])
 
     def _on_layer(self) -> None:
         with self.quietly():
@@ -461,7 +488,7 @@ class RenderExplorer(Explorer):
         self.image.value = png_bytes(result.pil[0])
         penalty = f", frequency penalty {self.frequency.label}" if self.frequency.value else ""
         self.status.value = caption_html(f"{html.escape(unit.description)}{penalty}, transforms "
-                                         f"{self.transforms.label}: <b>activation {activation:.2f}</b>")
+                                         f"{self.transforms.label}: {activation_html(activation)}")
 
 
 # ---- chapter 03 ---------------------------------------------------------------------------------------------------
@@ -511,12 +538,11 @@ class RegularizationExplorer(Explorer):
                         self.latent, *self.switches.values(), *self.strengths.values()]:
             self.react(control, self.redraw)
         controls = [self.layer, self.channel, self.jitter, self.rotate, self.scale]
-        controls += [widgets.HBox([self.switches[name], self.strengths[name]]) for name in self.PENALTIES]
+        controls += [row([self.switches[name], self.strengths[name]]) for name in self.PENALTIES]
         controls += [self.fourier, self.decorrelate, self.latent]
-        pictures = widgets.HBox([widgets.VBox([self.baseline_image, self.baseline_label]),
-                                 widgets.VBox([self.current_image, self.live.progress, self.current_label])],
-                                layout=top_aligned())
-        self.widget = widgets.VBox([self.error, widgets.HBox([widgets.VBox(controls), pictures], layout=top_aligned())])
+        pictures = row([widgets.VBox([self.baseline_image, self.baseline_label]),
+                        widgets.VBox([self.current_image, self.live.progress, self.current_label])])
+        self.widget = widgets.VBox([self.error, row([widgets.VBox(controls), pictures])])
 
     def _on_layer(self) -> None:
         with self.quietly():
@@ -564,8 +590,8 @@ class RegularizationExplorer(Explorer):
     def _show(self, pairs, results: list[RenderResult]) -> None:
         for (chosen, image, label), result in zip(pairs, results):
             image.value = png_bytes(result.pil[0])
-            label.value = caption_html(f"{html.escape(chosen.label())}<br><b>activation "
-                                       f"{float(result.final_scores[0]):.2f}</b>")
+            label.value = caption_html(f"{html.escape(chosen.label())}<br>"
+                                       f"{activation_html(float(result.final_scores[0]))}")
 
 
 # ---- chapter 04 ---------------------------------------------------------------------------------------------------
@@ -596,8 +622,7 @@ class DiversityExplorer(Explorer):
         for control in (self.channel, self.diversity, self.transforms, self.frequency):
             self.react(control, self.redraw)
         controls = widgets.VBox([self.layer, self.channel, self.diversity, self.transforms, self.frequency])
-        self.widget = widgets.VBox([self.error, widgets.HBox([controls, widgets.VBox([self.image, self.live.progress])],
-                                                             layout=top_aligned()),
+        self.widget = widgets.VBox([self.error, row([controls, widgets.VBox([self.image, self.live.progress])]),
                                     self.status, self.grid])
 
     def _on_layer(self) -> None:
@@ -644,7 +669,7 @@ class DiversityExplorer(Explorer):
         show_figure(self.grid, figure)
         self.status.value = caption_html(
             f"{layer}[{channel}]: diversity {self.diversity.label}, transforms {self.transforms.label}, frequency "
-            f"penalty {self.frequency.label}; mean activation <b>{np.mean(reached):.2f}</b>", 2 * SHOWN_PX)
+            f"penalty {self.frequency.label}; mean {activation_html(float(np.mean(reached)))}", 2 * SHOWN_PX)
 
 
 # ---- chapter 05 ---------------------------------------------------------------------------------------------------
@@ -668,7 +693,7 @@ class TextCellExplorer(Explorer):
         self.react(self.feature, self._on_feature)
         for control in (self.sample, self.kind, self.cell):
             self.react(control, self.redraw)
-        self.widget = widgets.VBox([widgets.HBox([self.sample, self.feature]), widgets.HBox([self.kind, self.cell]),
+        self.widget = widgets.VBox([row([self.sample, self.feature]), row([self.kind, self.cell]),
                                     self.error, self.text])
 
     def _on_feature(self) -> None:
@@ -702,7 +727,7 @@ class TabularUnitExplorer(Explorer):
         self.chart, self.rows = picture(), widgets.HTML()
         self.react(self.layer, self._on_layer)
         self.react(self.unit, self.redraw)
-        self.widget = widgets.VBox([widgets.HBox([self.layer, self.unit]), self.error, self.chart, self.rows])
+        self.widget = widgets.VBox([row([self.layer, self.unit]), self.error, self.chart, self.rows])
 
     def _units(self) -> int:
         from interpviz.tabular import unit_activations
@@ -731,15 +756,15 @@ class TabularUnitExplorer(Explorer):
         activations = unit_activations(self.model, self.data, self.layer.value)
         correlations = feature_correlations(activations, self.data)[self.unit.value]
         top = activations[:, self.unit.value].topk(5).indices.numpy()
-        figure, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
+        figure, axes = plt.subplots(1, 2, figsize=(MAX_SHOWN_PX / FIGURE_DPI, 3.2), sharey=True)
         z = (np.array([preferred.profile[name] for name in FEATURES]) - self.data.mean) / self.data.std
         axes[0].barh(FEATURES, z, color=["tab:red" if v > 0 else "tab:blue" for v in z])
-        axes[0].set_title(f"preferred input (activation {preferred.activation:.2f}; best row "
-                          f"{preferred.best_row_activation:.2f})", fontsize=9)
+        axes[0].set_title(f"{self.layer.value} unit {self.unit.value}: preferred input\n(activation "
+                          f"{preferred.activation:.2f}; best row {preferred.best_row_activation:.2f})", fontsize=9)
         axes[0].set_xlabel("standard deviations from the mean")
         axes[1].barh(FEATURES, correlations, color="tab:gray")
         axes[1].set_xlim(-1, 1)
-        axes[1].set_title("correlation of the unit with each feature over the data", fontsize=9)
+        axes[1].set_title("correlation of the unit with\neach feature over the data", fontsize=9)
         figure.tight_layout()
         show_figure(self.chart, figure)
         rows = "".join("<tr>" + "".join(f"<td>{value:.1f}</td>" for value in self.data.features[i])
@@ -764,7 +789,7 @@ class UnitView:
             shown.append(widgets.VBox([self.visualization, self.live.progress]))
         # flex-start: a Box stretches its children to the row's height by default, which drew the top-images strip
         # (128 px high) 288 px high beside the visualization and its progress bar
-        self.widget = widgets.HBox(shown, layout=top_aligned())
+        self.widget = row(shown)
 
     def draw(self, model: LoadedModel, dataset: BrodenDataset, result: LayerDissection, unit: int,
              label_html: str, key: tuple) -> None:
@@ -820,7 +845,7 @@ class DissectionExplorer(Explorer):
             self.react(control, self._on_dissection_change)
         for control in (self.unit, self.iou_threshold):
             self.react(control, self.redraw)
-        controls = widgets.HBox([widgets.VBox([self.layer, self.unit]), widgets.VBox([self.iou_threshold, self.quantile])])
+        controls = row([widgets.VBox([self.layer, self.unit]), widgets.VBox([self.iou_threshold, self.quantile])])
         self.widget = widgets.VBox([controls, self.error, self.summary, self.view.widget, self.details])
 
     def result(self) -> LayerDissection:
@@ -886,7 +911,7 @@ class ExperimentExplorer(Explorer):
         self.react(self.layer, self._on_layer)
         for control in (self.unit, self.iou_threshold):
             self.react(control, self.redraw)
-        self.widget = widgets.VBox([self.experiment, widgets.HBox([self.layer, self.unit, self.iou_threshold]),
+        self.widget = widgets.VBox([self.experiment, row([self.layer, self.unit, self.iou_threshold]),
                                     self.error, self.chart, self.table, self.unit_rows])
 
     def _layers(self) -> list[str]:
@@ -925,7 +950,7 @@ class ExperimentExplorer(Explorer):
         values = {network: result.unique_detectors_by_category(threshold) for network, result in results.items()}
         self.chart_title = f"{self.experiment.value}: {self.layer.value}, IoU > {threshold:.2f}"
         figure = counts_figure(values, self.chart_title)
-        show_figure(self.chart, say_when_all_zero(figure, f"no detectors at IoU > {threshold:.2f}"))
+        show_figure(self.chart, say_when_all_zero(narrowed(figure), f"no detectors at IoU > {threshold:.2f}"))
         self.table.value = table_html(detector_table(results, threshold))
         shown = []
         for network, result in results.items():
@@ -962,8 +987,8 @@ class RotationExplorer(Explorer):
         self.summary, self.curve, self.top_images = widgets.HTML(), picture(), picture()
         for control in (self.amount, self.unit):
             self.react(control, self.redraw)
-        self.widget = widgets.VBox([widgets.HBox([self.amount, self.unit]), self.error, self.summary,
-                                    widgets.HBox([self.curve, self.top_images], layout=top_aligned())])
+        self.widget = widgets.VBox([row([self.amount, self.unit]), self.error, self.summary,
+                                    row([self.curve, self.top_images])])
 
     def redraw(self) -> None:
         """Mark the amount on the curve; show the chosen units' labels and top images in the rotated basis."""
@@ -972,15 +997,17 @@ class RotationExplorer(Explorer):
 
         index = self.amount.value
         amount, result = self.sweep.amounts[index], self.sweep.results[index]
-        unique = self.sweep.unique_detectors()
-        self.summary.value = (f"a = {amount:.2f}: {unique[index]} unique detectors, {len(result.detectors())} detector "
-                              f"units of {result.units} (a = 0: {unique[0]} unique)")
+        unique = self.sweep.unique_detectors_paper()
+        self.summary.value = (f"a = {amount:.2f}: {unique[index]} unique detectors (the paper's count: distinct concepts "
+                              f"per category, summed), {len(result.detectors())} detector units of {result.units} "
+                              f"(a = 0: {unique[0]} unique)")
         network = rotated_network(self.model, fractional_rotation(self.sweep.rotation, amount), self.sweep.layer)
         figure, axis = plt.subplots(figsize=(4, 2.4))
         axis.plot(self.sweep.amounts, unique, marker="o")
         axis.axvline(amount, color="tab:red")
+        axis.yaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("rotation amount a")
-        axis.set_ylabel("unique detectors")
+        axis.set_ylabel("unique detectors\n(summed per category)")
         figure.tight_layout()
         show_figure(self.curve, figure)
         units = self.units if self.unit.value < 0 else [self.unit.value]

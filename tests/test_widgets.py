@@ -46,20 +46,48 @@ def another_value(control):
     return control.max if control.value != control.max else control.min
 
 
-def change_each_control(explorer, controls) -> None:
-    """Set every control to another value, as the frontend would; each change must change the output, quietly."""
-    figures_before = plt.get_fignums()
-    for control in controls:
-        before = shown_outputs(explorer)
-        control.value = another_value(control)
-        explorer.wait()
-        assert explorer.error.value == "", f"{control.description}: {explorer.error.value}"
-        assert shown_outputs(explorer) != before, f"changing {control.description} changed nothing"
-    assert plt.get_fignums() == figures_before
-
-
 def png_pixels(value: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(bytes(value))).convert("RGB"))
+
+
+def assert_fits_a_narrow_window(explorer) -> None:
+    """Every picture is shown at its own pixel width (never stretched) and fits MAX_SHOWN_PX, and every row wraps
+    onto a new line when the window is narrow (so nothing is cut off at its right edge)."""
+    for widget in widget_tree(explorer.widget):
+        if isinstance(widget, widgets.Image) and widget.value:
+            width = png_pixels(widget.value).shape[1]
+            assert widget.layout.width == f"{width}px", f"a {width} px picture is shown {widget.layout.width} wide"
+            assert width <= interp_widgets.MAX_SHOWN_PX, f"a picture {width} px wide is cut off in a narrow window"
+        if isinstance(widget, widgets.HBox):
+            assert widget.layout.flex_flow == "row wrap", f"a row of {len(widget.children)} widgets does not wrap"
+
+
+def titles_fit(figure):
+    """``figure``, after checking that its titles lie inside it and do not overlap one another."""
+    figure.canvas.draw()
+    titles = [axis.title for axis in figure.axes] + list(figure.texts)  # figure texts: the suptitle
+    boxes = [title.get_window_extent() for title in titles if title.get_text()]
+    for box in boxes:
+        assert 0 <= box.x0 and box.x1 <= figure.bbox.width, "a title runs off the figure"
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:]), "two titles overlap"
+    return figure
+
+
+def change_each_control(explorer, controls) -> None:
+    """Set every control to another value, as the frontend would; each change must change the output, quietly,
+    and every figure shown must fit a narrow window with its titles whole."""
+    figures_before = plt.get_fignums()
+    real_figure_png = interp_widgets.figure_png
+    for control in controls:
+        before = shown_outputs(explorer)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(interp_widgets, "figure_png", lambda figure, *args: real_figure_png(titles_fit(figure), *args))
+            control.value = another_value(control)
+            explorer.wait()
+        assert explorer.error.value == "", f"{control.description}: {explorer.error.value}"
+        assert shown_outputs(explorer) != before, f"changing {control.description} changed nothing"
+        assert_fits_a_narrow_window(explorer)
+    assert plt.get_fignums() == figures_before
 
 
 @pytest.fixture
@@ -101,6 +129,37 @@ def test_no_pyplot_figure_is_open_when_anything_is_shown(lite0, monkeypatch):
     assert open_figures_when_shown and all(figures == [] for figures in open_figures_when_shown)
     strip = png_pixels(explorer.examples_image.value)
     assert (strip < 200).any(axis=2).mean() > 0.2, "the top-patches strip is (nearly) blank"
+
+
+def test_the_top_8_patches_fit_a_narrow_window(lite0):
+    """Browser check, chapter 01: the top 8 patches in one row were drawn 1280 px wide, and the last ones cut off."""
+    patches = data.patch_set(size=32, per_photo_and_scale=1, photos=["chelsea", "coffee"])
+    explorer = FeatureExplorer(lite0, data.load_photo("chelsea"), patches, layers=["stem.act"], top_k=8)
+    explorer.show()
+    height, width = png_pixels(explorer.examples_image.value).shape[:2]
+    assert_fits_a_narrow_window(explorer)
+    assert height > width / 2, "the eight patches should wrap into two rows"
+
+
+def test_grid_images_are_drawn_at_their_cell_size_whatever_their_titles():
+    """Browser check, chapter 04: titles and a suptitle squeezed the 128 px cells of the diversity grid to 56 px."""
+    from interpviz.plotting import image_grid
+
+    images = [np.zeros((16, 16, 3), np.uint8)] * 4
+    for titles, suptitle in ((None, None), (["activation 1.0"] * 4, "blocks.9[3], diversity 30"),
+                             (["two\nlines", "", "", "a title much wider than the image under it"], None)):
+        figure = image_grid(images, titles=titles, columns=4, cell_inches=1.28, suptitle=suptitle)
+        figure.canvas.draw()
+        for axis in figure.axes:
+            box = axis.get_window_extent()
+            assert box.width / figure.dpi == pytest.approx(1.28) and box.height / figure.dpi == pytest.approx(1.28)
+        plt.close(titles_fit(figure))
+
+
+def test_a_choice_slider_starting_on_its_first_option_has_its_label():
+    """Browser check, chapter 04: ipywidgets leaves the label "" there, and the caption read "frequency penalty ;"."""
+    assert interp_widgets.choice_slider("frequency pen.", interp_widgets.PENALTY_STRENGTHS, 0.0).label == "off"
+    assert interp_widgets.choice_slider("transforms", interp_widgets.TRANSFORM_STRENGTHS, 1.0).label == "standard"
 
 
 def test_channel_slider_follows_the_layer(explorer, lite0):
@@ -228,6 +287,18 @@ def test_render_explorer_every_control(lite0):
     assert "frequency penalty 10000" in explorer.status.value and "transforms double" in explorer.status.value
 
 
+def test_a_render_stuck_at_zero_says_why(lite0, monkeypatch):
+    """Browser check, chapter 02: a channel that is 0 on the starting image stays grey, captioned only 'activation 0.00'."""
+    from interpviz.widgets import RenderExplorer
+
+    explorer = RenderExplorer(lite0, layers=["blocks.1.depthwise.act"], size=32, steps=8)
+    explorer.show()
+    assert "activation" in explorer.status.value and "no gradient" not in explorer.status.value
+    monkeypatch.setattr(interp_widgets, "evaluate", lambda *args: torch.zeros(1))
+    explorer.channel.value = 1
+    assert "activation 0.00</b>: the unit is 0 on the starting image" in explorer.status.value
+
+
 def test_unit_objective_kinds():
     from interpviz.widgets import UNIT_KINDS, unit_objective
 
@@ -296,7 +367,7 @@ def test_diversity_explorer_every_control(lite0):
     explorer = DiversityExplorer(lite0, layers=["blocks.1.depthwise.act", "blocks.2.depthwise.act"], count=2, size=32,
                                  steps=4)
     explorer.show()
-    assert "diversity 30" in explorer.status.value
+    assert "diversity 30" in explorer.status.value and "frequency penalty off" in explorer.status.value
     change_each_control(explorer, [explorer.layer, explorer.channel, explorer.diversity, explorer.transforms,
                                    explorer.frequency])
     assert "diversity 300" in explorer.status.value
@@ -405,6 +476,25 @@ def test_rotation_explorer_every_control(concept_images):
     explorer = RotationExplorer(model, concept_images, sweep, units=[0, 1], images_per_unit=2)
     explorer.show()
     change_each_control(explorer, [explorer.amount, explorer.unit])
+
+
+def test_rotation_explorer_counts_as_the_chapter_does(concept_images, monkeypatch):
+    """Browser check, chapter 08: the explorer said 8 unique detectors (distinct top labels) where the chapter's text
+    said 9 (the paper's count), and its curve of whole counts had ticks at 7.25 and 7.5."""
+    from interpviz import experiments
+    from interpviz.widgets import RotationExplorer
+
+    model = tiny_network(("0", "1"))
+    sweep = experiments.rotation_sweep(model, concept_images, [0.0, 1.0], layer="1", progress=False)
+    monkeypatch.setattr(sweep, "unique_detectors_paper", lambda iou_threshold=None: [42, 41])
+    ticks = []
+    real_figure_png = interp_widgets.figure_png
+    monkeypatch.setattr(interp_widgets, "figure_png",
+                        lambda figure, *args: ticks.append(list(figure.axes[0].get_yticks())) or real_figure_png(figure, *args))
+    explorer = RotationExplorer(model, concept_images, sweep, units=[0], images_per_unit=2)
+    explorer.show()
+    assert "a = 0.00: 42 unique detectors (the paper's count" in explorer.summary.value
+    assert ticks[0] and all(float(tick).is_integer() for tick in ticks[0])
 
 
 def test_text_cell_explorer_jumps_to_the_best_cell():
