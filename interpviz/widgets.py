@@ -601,18 +601,23 @@ DIVERSITY_STRENGTHS = (("0", 0.0), ("3", 3.0), ("10", 10.0), ("30", 30.0), ("100
 
 class DiversityExplorer(Explorer):
     """Layer, channel, diversity, transforms' strength and frequency penalty: a batch of images for one channel,
-    pushed apart by the diversity term, each titled with the activation it reached (rendered live, cached)."""
+    pushed apart by the diversity term, each titled with the activation it reached (rendered live, cached).
+
+    The default diversity, 3, keeps every image exciting a post-activation channel (measured on
+    blocks.9.depthwise.act[3], 128 px, 128 steps: 4.3-5.4, against 5.3-5.5 with none); at 10 one image of four
+    fell to activation 0, and at 30 (64 px, fast mode) all four did.
+    """
 
     def __init__(self, model: LoadedModel, layers: Sequence[str] | None = None, layer: str | None = None,
                  channel: int = 0, count: int = 4, size: int = 128, steps: int = 128, update_every: int = 8,
-                 background: bool = False):
+                 background: bool = False, diversity: float = 3.0):
         super().__init__()
         self.model, self.count, self.size, self.steps = model, count, size, steps
         self.cache: dict[tuple, RenderResult] = {}
         names = layer_choices(model, layers, layer)
         self.layer = dropdown(names, "layer", layer or names[len(names) // 2])
         self.channel = int_slider("channel", model.layer(self.layer.value).channels - 1, channel)
-        self.diversity = choice_slider("diversity", DIVERSITY_STRENGTHS, 30.0)
+        self.diversity = choice_slider("diversity", DIVERSITY_STRENGTHS, diversity)
         self.transforms = choice_slider("transforms", TRANSFORM_STRENGTHS, 1.0)
         self.frequency = choice_slider("frequency pen.", PENALTY_STRENGTHS, 0.0)
         self.image, self.status = picture(SHOWN_PX), caption(2 * SHOWN_PX)

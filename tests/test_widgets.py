@@ -367,7 +367,7 @@ def test_diversity_explorer_every_control(lite0):
     explorer = DiversityExplorer(lite0, layers=["blocks.1.depthwise.act", "blocks.2.depthwise.act"], count=2, size=32,
                                  steps=4)
     explorer.show()
-    assert "diversity 30" in explorer.status.value and "frequency penalty off" in explorer.status.value
+    assert "diversity 3," in explorer.status.value and "frequency penalty off" in explorer.status.value
     change_each_control(explorer, [explorer.layer, explorer.channel, explorer.diversity, explorer.transforms,
                                    explorer.frequency])
     assert "diversity 300" in explorer.status.value
