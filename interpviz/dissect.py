@@ -561,8 +561,12 @@ def _iou_pass(model: LoadedModel, dataset: BrodenDataset, names: list[str], sett
         else:
             activations = forward_to(model, image_batch(model, dataset, indices), names, detach=True)
         concepts = concept_batch(dataset, indices, category_index)
-        concept_masks = concepts.masks.to(model.device, torch.float32)
         concept_area.index_add_(0, concepts.labels, concepts.masks.sum(dim=(0, 2)).double())
+        # per image, only the concepts it shows: most of a batch's labels are absent from any one image
+        row_concepts = []
+        for row in range(len(indices)):
+            columns = concepts.masks[row].any(dim=1).nonzero().squeeze(1)
+            row_concepts.append((concepts.labels[columns], concepts.masks[row, columns].to(model.device, torch.float32)))
         segmentation_size = dataset.rows[indices[0]].segmentation_size
         units_per_chunk = max(1, LARGE_BLOCK_BYTES // (4 * math.prod(segmentation_size)))
         category_present = concepts.category_present.to(model.device, torch.float32)
@@ -588,14 +592,14 @@ def _iou_pass(model: LoadedModel, dataset: BrodenDataset, names: list[str], sett
                 reachable_units = reachable[row].nonzero().squeeze(1)
                 if reachable_units.numel() == 0:
                     continue
+                row_labels, row_masks = row_concepts[row]
                 for units in reachable_units.split(units_per_chunk):
                     on_device = units.to(values.device)
                     upsampled = F.interpolate(values[row, on_device][None], size=segmentation_size,
                                               mode="bilinear", align_corners=False)[0]
                     masks = binarize(upsampled, threshold[on_device, None, None],
                                      above_minimum[on_device, None, None]).flatten(1).float()
-                    total["intersection"][units[:, None], concepts.labels[None, :]] += (
-                        masks @ concept_masks[row].T).double().cpu()
+                    total["intersection"][units[:, None], row_labels[None, :]] += (masks @ row_masks.T).double().cpu()
                     area = masks.sum(dim=1, keepdim=True)
                     if settings.union_rule == "present":
                         counted = area * category_present[row][None]

@@ -36,7 +36,12 @@ def random_rotation(channels: int, seed: int = 0) -> torch.Tensor:
 
 
 def fractional_rotation(rotation: torch.Tensor, amount: float) -> torch.Tensor:
-    """Q^amount for a rotation Q, through its eigendecomposition; amount 0 gives I and 1 gives Q."""
+    """Q^amount for a rotation Q, through its eigendecomposition; amount 0 gives I and 1 gives Q exactly (so that
+    a unit that is exactly 0 somewhere stays exactly 0 at a = 0, and its dissection is the plain one)."""
+    if amount == 0:
+        return torch.eye(rotation.shape[0], dtype=torch.float64)
+    if amount == 1:
+        return rotation.to(torch.float64).clone()
     eigenvalues, eigenvectors = torch.linalg.eig(rotation.to(torch.float64))
     powered = torch.exp(1j * amount * torch.angle(eigenvalues))
     result = eigenvectors @ torch.diag(powered) @ torch.linalg.inv(eigenvectors)
