@@ -159,6 +159,11 @@ def choice_slider(description: str, options: Sequence[tuple[str, float]], value:
     return control
 
 
+def decades(weakest: int, count: int = 5) -> list[tuple[str, float]]:
+    """``count`` strengths a decade apart from 10**weakest, with round labels: "0.1", "1", ..., "1000"."""
+    return [(f"{10.0 ** power:g}", 10.0 ** power) for power in range(weakest, weakest + count)]
+
+
 def fit_slider(slider: widgets.IntSlider, count: int) -> None:
     """Give an index slider the range 0 .. count - 1, keeping its value where it still fits."""
     with slider.hold_trait_notifications():
@@ -498,7 +503,8 @@ class RegularizationExplorer(Explorer):
     parameterization; the regularized render is shown beside the unregularized one, with the unit's activation under
     each (results cached)."""
 
-    PENALTIES = {"frequency": 4, "total_variation": 3, "l1": 3, "blur": 4, "denoiser": 4}
+    # per penalty, as powers of ten: the weakest strength offered and the one a tick starts at (section 2's, rounded)
+    PENALTIES = {"frequency": (1, 4), "total_variation": (-1, 2), "l1": (-1, 2), "blur": (1, 4), "denoiser": (0, 3)}
 
     def __init__(self, model: LoadedModel, denoiser: DenoisingAutoencoder | None = None,
                  layers: Sequence[str] | None = None, layer: str | None = None, channel: int = 0,
@@ -512,11 +518,10 @@ class RegularizationExplorer(Explorer):
         self.switches = {name: widgets.Checkbox(value=False, description=f"use {name}", indent=False,
                                                 layout=widgets.Layout(width="150px"))
                          for name in self.PENALTIES}
-        self.strengths = {name: widgets.FloatLogSlider(value=10 ** (power - 4), base=10, min=power - 4, max=power,
-                                                       description="strength", readout_format=".0e",
-                                                       continuous_update=False, disabled=True, layout=CONTROL_LAYOUT,
-                                                       style={"description_width": "70px"})
-                          for name, power in self.PENALTIES.items()}
+        self.strengths = {name: choice_slider("strength", decades(weakest), 10.0 ** start)
+                          for name, (weakest, start) in self.PENALTIES.items()}
+        for slider in self.strengths.values():
+            slider.disabled, slider.style.description_width = True, "70px"
         self.jitter = int_slider("jitter px", 16)
         self.rotate = widgets.IntSlider(value=0, min=0, max=30, description="rotate deg", continuous_update=False,
                                         layout=CONTROL_LAYOUT, style=CONTROL_STYLE)

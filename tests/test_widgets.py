@@ -41,8 +41,6 @@ def another_value(control):
     if isinstance(control, (widgets.Dropdown, widgets.SelectionSlider)):
         values = [option[1] if isinstance(option, tuple) else option for option in control.options]
         return next(value for value in reversed(values) if value != control.value)
-    if isinstance(control, widgets.FloatLogSlider):
-        return control.base ** control.max
     return control.max if control.value != control.max else control.min
 
 
@@ -359,6 +357,19 @@ def test_regularization_explorer_every_control(lite0):
     for name in explorer.PENALTIES:
         controls += [explorer.switches[name], explorer.strengths[name]]
     change_each_control(explorer, controls + [explorer.fourier, explorer.decorrelate, explorer.latent])
+    assert "denoiser 10000" in explorer.current_label.value
+
+
+def test_strengths_are_whole_decades_that_start_where_chapter_03_does(lite0):
+    """Browser check, chapter 03: a log slider moved twice read 'frequency 1.58489', and a tick started at the
+    weakest strength, 0.1 for total variation, which changes nothing to see."""
+    from interpviz.widgets import RegularizationExplorer
+
+    explorer = RegularizationExplorer(lite0, None, layers=["blocks.2.depthwise.act"], size=32, steps=2)
+    assert {name: slider.value for name, slider in explorer.strengths.items()} == {
+        "frequency": 1e4, "total_variation": 100.0, "l1": 100.0, "blur": 1e4, "denoiser": 1000.0}
+    slider = explorer.strengths["total_variation"]
+    assert [label for label, _ in slider.options] == ["0.1", "1", "10", "100", "1000"] and slider.label == "100"
 
 
 def test_diversity_explorer_every_control(lite0):
