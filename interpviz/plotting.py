@@ -14,6 +14,7 @@ from matplotlib.textpath import TextPath
 
 GAP_INCHES = 0.12  # around and between images
 TITLE_LINE_INCHES = 0.13  # one line of a 7 pt title
+TITLE_PAD_INCHES = 0.1  # between a title and its image
 SUPTITLE_INCHES = 0.35
 TITLE_POINTS = 7
 SUPTITLE_POINTS = 12
@@ -54,7 +55,8 @@ def image_grid(
     columns = min(columns, count)
     rows = math.ceil(count / columns)
     titles = [str(title) for title in titles] if titles is not None else None
-    title_inches = TITLE_LINE_INCHES * max(title.count("\n") + 1 for title in titles) + 0.1 if titles else 0.0
+    title_lines = max(title.count("\n") + 1 for title in titles) if titles else 0
+    title_inches = TITLE_LINE_INCHES * title_lines + TITLE_PAD_INCHES if titles else 0.0
     column_inches = max([cell_inches, *(text_inches(title, TITLE_POINTS) for title in titles or [])])
     top_inches = SUPTITLE_INCHES if suptitle else 0.0
     grid_width = columns * (column_inches + GAP_INCHES) + GAP_INCHES

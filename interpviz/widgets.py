@@ -1008,9 +1008,9 @@ class RotationExplorer(Explorer):
         index = self.amount.value
         amount, result = self.sweep.amounts[index], self.sweep.results[index]
         unique = self.sweep.unique_detectors_paper()
-        self.summary.value = (f"a = {amount:.2f}: {unique[index]} unique detectors (the paper's count: distinct concepts "
-                              f"per category, summed), {len(result.detectors())} detector units of {result.units} "
-                              f"(a = 0: {unique[0]} unique)")
+        self.summary.value = (f"a = {amount:.2f}: {unique[index]} unique detectors (the paper's count: distinct "
+                              f"concepts per category, summed), {len(result.detectors())} detector units of "
+                              f"{result.units} (a = 0: {unique[0]} unique)")
         network = rotated_network(self.model, fractional_rotation(self.sweep.rotation, amount), self.sweep.layer)
         figure, axis = plt.subplots(figsize=(4, 2.4))
         axis.plot(self.sweep.amounts, unique, marker="o")

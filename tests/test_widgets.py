@@ -79,7 +79,8 @@ def change_each_control(explorer, controls) -> None:
     for control in controls:
         before = shown_outputs(explorer)
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(interp_widgets, "figure_png", lambda figure, *args: real_figure_png(titles_fit(figure), *args))
+            patch.setattr(interp_widgets, "figure_png",
+                          lambda figure, *args: real_figure_png(titles_fit(figure), *args))
             control.value = another_value(control)
             explorer.wait()
         assert explorer.error.value == "", f"{control.description}: {explorer.error.value}"
@@ -500,8 +501,12 @@ def test_rotation_explorer_counts_as_the_chapter_does(concept_images, monkeypatc
     monkeypatch.setattr(sweep, "unique_detectors_paper", lambda iou_threshold=None: [42, 41])
     ticks = []
     real_figure_png = interp_widgets.figure_png
-    monkeypatch.setattr(interp_widgets, "figure_png",
-                        lambda figure, *args: ticks.append(list(figure.axes[0].get_yticks())) or real_figure_png(figure, *args))
+
+    def recording_ticks(figure, *args):
+        ticks.append(list(figure.axes[0].get_yticks()))
+        return real_figure_png(figure, *args)
+
+    monkeypatch.setattr(interp_widgets, "figure_png", recording_ticks)
     explorer = RotationExplorer(model, concept_images, sweep, units=[0], images_per_unit=2)
     explorer.show()
     assert "a = 0.00: 42 unique detectors (the paper's count" in explorer.summary.value
