@@ -203,6 +203,8 @@ class ConceptBatch:
     masks: torch.Tensor
     category_present: torch.Tensor
     category_pixels: torch.Tensor
+    row_columns: list[torch.Tensor]
+    """Per image, the columns of ``labels`` it shows (most of a batch's labels are absent from any one image)."""
 
 
 def concept_batch(dataset: BrodenDataset, indices: Sequence[int], category_index: dict[str, int]) -> ConceptBatch:
@@ -237,8 +239,10 @@ def concept_batch(dataset: BrodenDataset, indices: Sequence[int], category_index
         for column, number in enumerate(labels):
             if number in masks:
                 stacked[row_number, column] = masks[number]
+    row_columns = [torch.tensor([column for column, number in enumerate(labels) if number in masks], dtype=torch.long)
+                   for masks in per_image]
     return ConceptBatch(torch.tensor(labels, dtype=torch.long), torch.from_numpy(stacked),
-                        torch.from_numpy(present), torch.from_numpy(category_pixels))
+                        torch.from_numpy(present), torch.from_numpy(category_pixels), row_columns)
 
 
 @dataclass(frozen=True)
@@ -562,11 +566,8 @@ def _iou_pass(model: LoadedModel, dataset: BrodenDataset, names: list[str], sett
             activations = forward_to(model, image_batch(model, dataset, indices), names, detach=True)
         concepts = concept_batch(dataset, indices, category_index)
         concept_area.index_add_(0, concepts.labels, concepts.masks.sum(dim=(0, 2)).double())
-        # per image, only the concepts it shows: most of a batch's labels are absent from any one image
-        row_concepts = []
-        for row in range(len(indices)):
-            columns = concepts.masks[row].any(dim=1).nonzero().squeeze(1)
-            row_concepts.append((concepts.labels[columns], concepts.masks[row, columns].to(model.device, torch.float32)))
+        row_concepts = [(concepts.labels[columns], concepts.masks[row, columns].to(model.device, torch.float32))
+                        for row, columns in enumerate(concepts.row_columns)]
         segmentation_size = dataset.rows[indices[0]].segmentation_size
         units_per_chunk = max(1, LARGE_BLOCK_BYTES // (4 * math.prod(segmentation_size)))
         category_present = concepts.category_present.to(model.device, torch.float32)

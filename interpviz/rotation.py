@@ -15,6 +15,7 @@ function, so discriminative power is unchanged by construction.
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import torch
 from torch import nn
@@ -83,9 +84,14 @@ def with_rotated_output(module: nn.Module, layer: str, rotation: torch.Tensor) -
     the copy computes the same function only where the rotation is folded into what follows. The rotation is
     moved to the module's device.
     """
-    rotated = copy.deepcopy(module)
-    parent_path, _, child = layer.rpartition(".")
-    parent = rotated.get_submodule(parent_path) if parent_path else rotated
-    device = settings.model_device(rotated)
-    setattr(parent, child, nn.Sequential(getattr(parent, child), ChannelRotation(rotation).to(device)))
-    return rotated
+    device = settings.model_device(module)
+    return copy_with_wrapped(module, layer, lambda original: nn.Sequential(original, ChannelRotation(rotation).to(device)))
+
+
+def copy_with_wrapped(module: nn.Module, path: str, wrap: Callable[[nn.Module], nn.Module]) -> nn.Module:
+    """A deep copy of ``module`` in which the submodule at ``path`` is replaced by ``wrap(submodule)``."""
+    copied = copy.deepcopy(module)
+    parent_path, _, child = path.rpartition(".")
+    parent = copied.get_submodule(parent_path) if parent_path else copied
+    setattr(parent, child, wrap(getattr(parent, child)))
+    return copied

@@ -20,7 +20,6 @@ costs about as much as three plain dissections instead of eight.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from typing import Mapping
 
@@ -31,7 +30,7 @@ from interpviz.broden import BrodenDataset
 from interpviz.dissect import DissectionSettings, LayerDissection, dissect
 from interpviz.hooks import forward_to
 from interpviz.models.zoo import LoadedModel, wrap
-from interpviz.rotation import ChannelRotation
+from interpviz.rotation import ChannelRotation, copy_with_wrapped
 
 UNIT_FIELDS = ("thresholds", "threshold_error", "iou", "intersection", "unit_area", "top_images", "top_values",
                "above_minimum", "mask_fraction")
@@ -73,10 +72,6 @@ def split_units(result: LayerDissection, sizes: Mapping[str, int], layer: str | 
     return groups
 
 
-def _unit_count(network: nn.Module, images: torch.Tensor, layer: str) -> int:
-    return forward_to(network, images, layer, detach=True)[layer].shape[1]
-
-
 @torch.no_grad()
 def dissect_side_by_side(networks: Mapping[str, nn.Module | LoadedModel], dataset: BrodenDataset,
                          layers: str | list[str], settings: DissectionSettings = DissectionSettings(),
@@ -98,9 +93,7 @@ def dissect_side_by_side(networks: Mapping[str, nn.Module | LoadedModel], datase
             model.layer(layer)
     paths = {layer: first.layer(layer).name for layer in layers}
     modules = {name: model.module for name, model in loaded.items()}
-    example = first.preprocess(dataset.load_image(0), first.device)
-    sizes = {layer: {name: _unit_count(module, example, paths[layer]) for name, module in modules.items()}
-             for layer in layers}
+    sizes = {layer: {name: model.layer(layer).output_shape[0] for name, model in loaded.items()} for layer in layers}
     side = SideBySide(modules, list(paths.values()))
     joined = wrap(side, "side by side", preprocess=first.preprocess)
     joined_names = {layer: f"joined.{_key(paths[layer])}" for layer in layers}
@@ -130,16 +123,9 @@ def with_directions(model: LoadedModel, layer: str, matrix: torch.Tensor) -> tup
     """A copy of ``model`` whose ``layer`` also exposes its output along the rows of ``matrix``; and the name
     of that new layer. The copy computes what the model computes."""
     path = model.layer(layer).name
-    module = _copy_with(model.module, path, matrix.to(model.device))
+    directions = matrix.to(model.device)
+    module = copy_with_wrapped(model.module, path, lambda original: ReadDirections(original, directions))
     return dataclasses.replace(model, module=module, layer_aliases={}), f"{path}.directions"
-
-
-def _copy_with(module: nn.Module, path: str, matrix: torch.Tensor) -> nn.Module:
-    copied = copy.deepcopy(module)
-    parent_path, _, child = path.rpartition(".")
-    parent = copied.get_submodule(parent_path) if parent_path else copied
-    setattr(parent, child, ReadDirections(getattr(parent, child), matrix))
-    return copied
 
 
 @torch.no_grad()

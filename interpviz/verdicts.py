@@ -99,24 +99,34 @@ def compare(expected_larger: Sequence[float], expected_smaller: Sequence[float],
     value is a fixed quantity, not one draw (see the module docstring).
     """
     larger, smaller = spread(expected_larger), spread(expected_smaller)
-    if smallest_effect is None:
-        smallest_effect = 0.1 * max(abs(larger.mean), abs(smaller.mean))
-        if counts:
-            smallest_effect = max(smallest_effect, 1.0)
-    if smallest_effect < 0:
-        raise ValueError(f"smallest_effect must be >= 0, got {smallest_effect}")
+    smallest_effect = _smallest_effect(larger, smaller, smallest_effect, counts)
     difference = larger.mean - smaller.mean
     error = math.sqrt(larger.std**2 / larger.count + smaller.std**2 / smaller.count)
     enough = min(larger.count, smaller.count) >= 2 or (fixed and max(larger.count, smaller.count) >= 2)
-    if not enough:
-        word = INCONCLUSIVE
-    elif difference - 2 * error > 0 and larger.low > smaller.high:
-        word = HELD
-    elif difference + 2 * error < smallest_effect:
-        word = DID_NOT_HOLD
-    else:
-        word = INCONCLUSIVE
+    word = _rule(enough, difference, error, larger.low > smaller.high, smallest_effect)
     return Verdict(word, larger, smaller, difference, error, smallest_effect)
+
+
+def _smallest_effect(larger: Spread, smaller: Spread, given: float | None, counts: bool) -> float:
+    """The given smallest effect, or 10% of the larger mean (at least 1 for counts)."""
+    if given is None:
+        given = 0.1 * max(abs(larger.mean), abs(smaller.mean))
+        if counts:
+            given = max(given, 1.0)
+    if given < 0:
+        raise ValueError(f"smallest_effect must be >= 0, got {given}")
+    return given
+
+
+def _rule(enough: bool, difference: float, error: float, separated: bool, smallest_effect: float) -> str:
+    """The verdict word of the module docstring's rule."""
+    if not enough:
+        return INCONCLUSIVE
+    if difference - 2 * error > 0 and separated:
+        return HELD
+    if difference + 2 * error < smallest_effect:
+        return DID_NOT_HOLD
+    return INCONCLUSIVE
 
 
 def paired_compare(expected_larger: Sequence[float], expected_smaller: Sequence[float],
@@ -126,21 +136,12 @@ def paired_compare(expected_larger: Sequence[float], expected_smaller: Sequence[
     if len(expected_larger) != len(expected_smaller):
         raise ValueError(f"paired runs need as many values on each side, got {len(expected_larger)} and "
                          f"{len(expected_smaller)}")
-    if smallest_effect is None:
-        smallest_effect = 0.1 * max(abs(spread(expected_larger).mean), abs(spread(expected_smaller).mean))
-        if counts:
-            smallest_effect = max(smallest_effect, 1.0)
+    larger, smaller = spread(expected_larger), spread(expected_smaller)
+    smallest_effect = _smallest_effect(larger, smaller, smallest_effect, counts)
     differences = spread([a - b for a, b in zip(expected_larger, expected_smaller)])
     error = differences.std / math.sqrt(differences.count)
-    if differences.count < 2:
-        word = INCONCLUSIVE
-    elif differences.mean - 2 * error > 0 and differences.low > 0:
-        word = HELD
-    elif differences.mean + 2 * error < smallest_effect:
-        word = DID_NOT_HOLD
-    else:
-        word = INCONCLUSIVE
-    return Verdict(word, spread(expected_larger), spread(expected_smaller), differences.mean, error, smallest_effect)
+    word = _rule(differences.count >= 2, differences.mean, error, differences.low > 0, smallest_effect)
+    return Verdict(word, larger, smaller, differences.mean, error, smallest_effect)
 
 
 def combine(*verdicts: Verdict | str) -> str:
