@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -128,7 +130,14 @@ def test_checkpoint_round_trip_and_wrong_shape(tmp_path):
         text.load_model(tmp_path / "missing.pt")
 
 
-def test_training_resumes_where_it_stopped(tmp_path):
+@pytest.fixture
+def steady_clock(monkeypatch):
+    """text.train's clock advances 10 ms per reading, so time budgets and schedules do not depend on the load."""
+    readings = iter(range(10**9))
+    monkeypatch.setattr(text, "time", SimpleNamespace(time=lambda: 1000.0 + 0.01 * next(readings)))
+
+
+def test_training_resumes_where_it_stopped(tmp_path, steady_clock):
     corpus = ["while True:\n    pass\n" * 30, "x = 1\n" * 30]
     first = text.train(corpus, minutes=0.01, hidden=8, streams=2, window=10, checkpoint=tmp_path / "c.pt", progress=False)
     resumed = text.train(corpus, minutes=0.02, hidden=8, streams=2, window=10, checkpoint=tmp_path / "c.pt",
@@ -136,7 +145,7 @@ def test_training_resumes_where_it_stopped(tmp_path):
     assert resumed.step > first.step
 
 
-def test_final_lr_anneals_over_the_run_and_constant_lr_stays(tmp_path):
+def test_final_lr_anneals_over_the_run_and_constant_lr_stays(tmp_path, steady_clock):
     corpus = ["for i in range(3):\n    print(i)\n" * 40]
     constant = text.train(corpus, minutes=0.01, hidden=8, streams=2, window=10, lr=1e-2, progress=False)
     assert constant.optimizer.param_groups[0]["lr"] == 1e-2
