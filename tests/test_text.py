@@ -114,7 +114,14 @@ def test_auc_and_correlation():
     assert r[1] == pytest.approx(-1.0) and 0.8 < r[0] < 1
 
 
-def test_checkpoint_round_trip_and_wrong_shape(tmp_path):
+@pytest.fixture
+def steady_clock(monkeypatch):
+    """text.train's clock advances 10 ms per reading, so time budgets and schedules do not depend on the load."""
+    readings = iter(range(10**9))
+    monkeypatch.setattr(text, "time", SimpleNamespace(time=lambda: 1000.0 + 0.01 * next(readings)))
+
+
+def test_checkpoint_round_trip_and_wrong_shape(tmp_path, steady_clock):
     state = text.train(["def f(x):\n    return x\n" * 40], minutes=0.02, hidden=8, streams=2, window=10,
                        checkpoint=tmp_path / "lstm.pt", progress=False)
     assert state.step > 0
@@ -128,13 +135,6 @@ def test_checkpoint_round_trip_and_wrong_shape(tmp_path):
         text.load_model(tmp_path / "wrong.pt")
     with pytest.raises(FileNotFoundError, match="interpviz train-text"):
         text.load_model(tmp_path / "missing.pt")
-
-
-@pytest.fixture
-def steady_clock(monkeypatch):
-    """text.train's clock advances 10 ms per reading, so time budgets and schedules do not depend on the load."""
-    readings = iter(range(10**9))
-    monkeypatch.setattr(text, "time", SimpleNamespace(time=lambda: 1000.0 + 0.01 * next(readings)))
 
 
 def test_training_resumes_where_it_stopped(tmp_path, steady_clock):
